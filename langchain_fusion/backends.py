@@ -1,0 +1,169 @@
+"""How model slugs become chat models, and how the fusion parameters reach each inner call.
+
+The default backend is OpenRouter through `langchain-openai`: the key comes from
+`OPENROUTER_API_KEY` and the endpoint from `OPENROUTER_BASE_URL`, so any OpenAI-compatible
+server (vLLM, llama.cpp, Ollama, the scripted test server) works by setting one variable.
+Ready LangChain chat models of any provider can stand in for any slug.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessageChunk
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.utils import from_env, secret_from_env
+from langchain_openai import ChatOpenAI
+from langchain_openai.chat_models.base import BaseChatOpenAI
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from langchain_fusion.parameters import ReasoningConfig
+
+OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+DEPTH_HEADER = "x-openrouter-fusion-depth"
+"""Sent on every panel and judge call, so that deliberation stays one level deep."""
+DEFAULT_TIMEOUT = 120.0
+"""Seconds per inner call. The OpenAI client's own default (ten minutes) is too long."""
+DEFAULT_MAX_RETRIES = 2
+
+
+class ChatOpenAICompatible(ChatOpenAI):
+    """`ChatOpenAI` that also surfaces the cost OpenRouter reports in `usage.cost`.
+
+    The cost lands in `response_metadata["cost"]` (USD) for `invoke` and `stream` alike.
+    """
+
+    def _create_chat_result(
+        self, response: Any, generation_info: dict[str, Any] | None = None
+    ) -> ChatResult:
+        result = super()._create_chat_result(response, generation_info)
+        usage = response.get("usage") if isinstance(response, dict) else getattr(
+            response, "usage", None
+        )
+        cost = _cost_of(usage)
+        if cost is not None:
+            for generation in result.generations:
+                generation.message.response_metadata["cost"] = cost
+        return result
+
+    def _convert_chunk_to_generation_chunk(
+        self,
+        chunk: dict[str, Any],
+        default_chunk_class: type,
+        base_generation_info: dict[str, Any] | None,
+    ) -> ChatGenerationChunk | None:
+        generation = super()._convert_chunk_to_generation_chunk(
+            chunk, default_chunk_class, base_generation_info
+        )
+        cost = _cost_of(chunk.get("usage"))
+        if generation is not None and cost is not None:
+            message = generation.message
+            if isinstance(message, AIMessageChunk):
+                message.response_metadata["cost"] = cost
+        return generation
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        if self.openai_api_base and "openrouter.ai" in self.openai_api_base:
+            params["ls_provider"] = "openrouter"
+        return params
+
+
+def _cost_of(usage: Any) -> float | None:
+    if usage is None:
+        return None
+    if not isinstance(usage, dict):
+        usage = getattr(usage, "model_extra", None) or {}
+    cost = usage.get("cost")
+    return float(cost) if isinstance(cost, (int, float)) else None
+
+
+class OpenAICompatibleBackend(BaseModel):
+    """Turns model slugs into chat models on one OpenAI-compatible endpoint.
+
+    All models of a backend share the OpenAI client's connection pool.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    base_url: str = Field(default_factory=from_env("OPENROUTER_BASE_URL", default=OPENROUTER_BASE_URL))
+    api_key: SecretStr | None = Field(
+        default_factory=secret_from_env("OPENROUTER_API_KEY", default=None)
+    )
+    timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    seed_per_panelist: bool = False
+    """Give panel entry *i* the seed *i*: a panel of one local model repeated then gives
+    different, repeatable answers."""
+    model_settings: dict[str, Any] = Field(default_factory=dict)
+    """Extra `ChatOpenAI` fields for every model of this backend (e.g. `frequency_penalty`)."""
+
+    def chat_model(self, slug: str, *, panel_index: int | None = None) -> BaseChatModel:
+        """The chat model for `slug` on this backend."""
+        return ChatOpenAICompatible(
+            model=slug,
+            base_url=self.base_url,
+            # Without a key the request still goes out; the server answers 401 itself.
+            api_key=self.api_key or SecretStr("not-set"),
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            stream_usage=True,
+            seed=panel_index if self.seed_per_panelist else None,
+            **self.model_settings,
+        )
+
+
+ModelLike = str | BaseChatModel
+
+
+def resolve_model(
+    model: ModelLike, backend: OpenAICompatibleBackend, *, panel_index: int | None = None
+) -> BaseChatModel:
+    """A slug becomes a chat model on `backend`; a chat model is used as it is."""
+    if isinstance(model, BaseChatModel):
+        return model
+    return backend.chat_model(model, panel_index=panel_index)
+
+
+def model_label(model: BaseChatModel) -> str:
+    """The name a model goes by in results and in the judge's prompt."""
+    for attribute in ("model_name", "model", "model_id"):
+        value = getattr(model, attribute, None)
+        if isinstance(value, str) and value:
+            return value
+    return model._llm_type
+
+
+def configure_inner_call(
+    model: BaseChatModel,
+    *,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    reasoning: ReasoningConfig | None = None,
+    depth: int | None = 1,
+) -> BaseChatModel:
+    """A copy of `model` set up for an inner call (`depth=None`: the outer model's call).
+
+    Settings apply where the model has the matching field. OpenAI-compatible models also
+    get the depth header (inner calls), streamed usage, and `reasoning` in the body.
+    """
+    fields = type(model).model_fields
+    updates: dict[str, Any] = {}
+    if temperature is not None and "temperature" in fields:
+        updates["temperature"] = temperature
+    if max_tokens is not None and "max_tokens" in fields:
+        updates["max_tokens"] = max_tokens
+    if isinstance(model, BaseChatOpenAI):
+        updates["stream_usage"] = True
+        if depth is not None:
+            # The client's default headers are fixed when it is built; per-request headers
+            # travel in the payload, which the OpenAI SDK accepts as `extra_headers`.
+            kwargs = dict(model.model_kwargs)
+            headers = {**kwargs.get("extra_headers", {}), DEPTH_HEADER: str(depth)}
+            updates["model_kwargs"] = {**kwargs, "extra_headers": headers}
+        if reasoning is not None:
+            body = dict(model.extra_body or {})
+            body["reasoning"] = reasoning.model_dump(exclude_none=True)
+            updates["extra_body"] = body
+    return model.model_copy(update=updates) if updates else model

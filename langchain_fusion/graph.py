@@ -1,0 +1,106 @@
+"""`create_fusion_graph`: panel → judge → synthesis as a compiled LangGraph graph."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any
+
+from langchain_core.runnables import RunnableLambda
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+
+from langchain_fusion import nodes
+from langchain_fusion.backends import ModelLike, OpenAICompatibleBackend
+from langchain_fusion.configuration import FusionConfiguration
+from langchain_fusion.parameters import FusionParameters
+from langchain_fusion.result import AnalysisLimits
+from langchain_fusion.state import FusionState, InputState, OutputState
+
+
+def create_fusion_graph(
+    parameters: FusionParameters | Mapping[str, Any] | None = None,
+    *,
+    panel: Sequence[ModelLike] | None = None,
+    judge: ModelLike | None = None,
+    outer_model: ModelLike | None = None,
+    synthesize: bool = True,
+    backend: OpenAICompatibleBackend | None = None,
+    analysis_limits: AnalysisLimits | None = None,
+    checkpointer: Checkpointer = None,
+    name: str = "fusion",
+) -> CompiledStateGraph[FusionState, None, InputState, OutputState]:
+    """Build the deliberation graph.
+
+    Args:
+        parameters: `FusionParameters`, or the hosted service's JSON (server-tool form or a
+            bare parameters object). Validated here, before any model is called.
+        panel: Slugs or chat model instances that override `analysis_models`.
+        judge: A slug or chat model for the judge; default `parameters.model`, else the
+            outer model, else the preset's judge.
+        outer_model: The model that writes the final answer; default the judge.
+        synthesize: False for the tool form: the graph ends after the judge, and the
+            calling model writes the answer itself.
+        backend: Where slugs run; default OpenRouter (`OPENROUTER_BASE_URL`,
+            `OPENROUTER_API_KEY`).
+        analysis_limits: Tighter bounds on the judge's schema, for small local judges.
+
+    The graph takes `{"messages": [...]}` and returns `messages` (plus the final answer
+    when synthesising), `result` (a `FusionResult`) and `answer`. Progress events stream
+    on `stream_mode="custom"`.
+    """
+    configuration = FusionConfiguration.build(
+        parameters,
+        panel=panel,
+        judge=judge,
+        outer_model=outer_model,
+        synthesize=synthesize,
+        backend=backend,
+        analysis_limits=analysis_limits,
+    )
+    return build_graph(configuration, checkpointer=checkpointer, name=name)
+
+
+def build_graph(
+    configuration: FusionConfiguration,
+    *,
+    checkpointer: Checkpointer = None,
+    name: str = "fusion",
+) -> CompiledStateGraph[FusionState, None, InputState, OutputState]:
+    """Wire the nodes for an already resolved configuration."""
+    bind = partial(_bound, configuration=configuration)
+    builder = StateGraph(FusionState, input_schema=InputState, output_schema=OutputState)
+    builder.add_node("start", bind(nodes.start))
+    builder.add_node(nodes.PANELIST, bind(nodes.panelist, nodes.apanelist))
+    builder.add_node(nodes.JUDGE, bind(nodes.judge, nodes.ajudge))
+    builder.add_edge(START, "start")
+    builder.add_conditional_edges(
+        "start", partial(nodes.dispatch_panel, configuration=configuration), [nodes.PANELIST]
+    )
+    builder.add_edge(nodes.PANELIST, nodes.JUDGE)
+    if configuration.synthesizer is not None:
+        builder.add_node(nodes.SYNTHESIS, bind(nodes.synthesis, nodes.asynthesis))
+        builder.add_conditional_edges(
+            nodes.JUDGE,
+            partial(nodes.route_after_judge, configuration=configuration),
+            [nodes.SYNTHESIS, END],
+        )
+        builder.add_edge(nodes.SYNTHESIS, END)
+    else:
+        builder.add_edge(nodes.JUDGE, END)
+    return builder.compile(checkpointer=checkpointer, name=name)
+
+
+def _bound(
+    func: Callable[..., Any],
+    afunc: Callable[..., Any] | None = None,
+    *,
+    configuration: FusionConfiguration,
+) -> RunnableLambda[Any, Any]:
+    """A node with its configuration bound, native in both sync and async runs."""
+    return RunnableLambda(
+        partial(func, configuration=configuration),
+        afunc=partial(afunc, configuration=configuration) if afunc else None,
+        name=func.__name__,
+    )

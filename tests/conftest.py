@@ -1,0 +1,1 @@
+pytest_plugins = ["langchain_fusion.testing.pytest_plugin"]
