@@ -52,8 +52,6 @@ _TOKEN_RE = re.compile(r"\s*\S+\s*|\s+")
 _SYSTEM_FINGERPRINT = "fp_scripted"
 _STARTUP_TIMEOUT_S = 10.0
 _JOIN_TIMEOUT_S = 5.0
-# Deeper than this, schema generation only fills what is required (recursive $refs).
-_MAX_SCHEMA_DEPTH = 12
 
 
 @dataclass(frozen=True)
@@ -417,7 +415,7 @@ class ScriptedOpenAIServer:
 
     async def _chat_completions(self, request: Request) -> Response:
         received_at = time.monotonic()
-        headers = {name.lower(): value for name, value in request.headers.items()}
+        headers = _lower(request)
         raw = await request.body()
         try:
             body = json.loads(raw)
@@ -967,33 +965,49 @@ def _json_text(model: str, body: JsonDict, script: ModelScript) -> str:
     response_format = _json_format(body) or {}
     schema = (response_format.get("json_schema") or {}).get("schema")
     if isinstance(schema, dict):
-        return json.dumps(_SchemaExample(model, schema).value(schema, "answer", 0))
+        return json.dumps(_SchemaExample(model, schema).value(schema, "answer"))
     # json_object without a schema: any object will do; keep the prose for context.
     return json.dumps({"model": model, "answer": _default_reply(model, body)})
 
 
 class _SchemaExample:
-    """Builds a deterministic value that validates against a JSON schema."""
+    """Builds a deterministic value that validates against a JSON schema.
+
+    Everything is filled in (all properties, one array item) until a ``$ref`` recurs
+    on the current path; from there on only what the schema requires is generated,
+    so recursive models (trees) stay small.
+    """
 
     def __init__(self, model: str, root: JsonDict) -> None:
         self._model = model
         self._root = root
 
-    def value(self, schema: Any, label: str, depth: int) -> Any:
-        """An example for ``schema``; ``label`` names the spot (for strings)."""
+    def value(
+        self,
+        schema: Any,
+        label: str,
+        refs: frozenset[str] = frozenset(),
+        minimal: bool = False,
+    ) -> Any:
+        """An example for ``schema``; ``label`` names the spot (used in strings).
+
+        ``refs`` are the ``$ref``s being expanded on the way here; ``minimal`` is set
+        once one of them recurs.
+        """
         if not isinstance(schema, dict):
-            return self._string({}, label)  # `true` / odd schemas accept anything
+            return self._string({}, label)  # `true` and other odd schemas accept anything
         if "$ref" in schema:
-            return self.value(self._resolve(schema["$ref"]), label, depth + 1)
+            ref = schema["$ref"]
+            return self.value(self._resolve(ref), label, refs | {ref}, minimal or ref in refs)
         if "const" in schema:
             return schema["const"]
         if schema.get("enum"):
             return schema["enum"][0]
         for key in ("anyOf", "oneOf"):
             if schema.get(key):
-                return self.value(self._pick(schema[key], depth), label, depth + 1)
+                return self.value(self._pick(schema[key], minimal), label, refs, minimal)
         if schema.get("allOf"):
-            parts = [self.value(part, label, depth + 1) for part in schema["allOf"]]
+            parts = [self.value(part, label, refs, minimal) for part in schema["allOf"]]
             if all(isinstance(part, dict) for part in parts):
                 merged: JsonDict = {}
                 for part in parts:
@@ -1011,9 +1025,9 @@ class _SchemaExample:
             else:
                 kind = "string"
         if kind == "object":
-            return self._object(schema, depth)
+            return self._object(schema, refs, minimal)
         if kind == "array":
-            return self._array(schema, label, depth)
+            return self._array(schema, label, refs, minimal)
         if kind in ("integer", "number"):
             return _number(schema, integer=kind == "integer")
         if kind == "boolean":
@@ -1031,33 +1045,35 @@ class _SchemaExample:
                 node = node[part.replace("~1", "/").replace("~0", "~")]
         return node
 
-    def _pick(self, options: list[Any], depth: int) -> Any:
+    def _pick(self, options: list[Any], minimal: bool) -> Any:
         non_null = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
-        if depth > _MAX_SCHEMA_DEPTH and len(non_null) < len(options):
-            return {"type": "null"}  # stop recursive structures where allowed
-        return non_null[0] if non_null else {"type": "null"}
+        if not non_null or (minimal and len(non_null) < len(options)):
+            return {"type": "null"}
+        return non_null[0]
 
-    def _object(self, schema: JsonDict, depth: int) -> JsonDict:
+    def _object(self, schema: JsonDict, refs: frozenset[str], minimal: bool) -> JsonDict:
         properties: JsonDict = schema.get("properties") or {}
         required = set(schema.get("required") or [])
-        deep = depth > _MAX_SCHEMA_DEPTH
         return {
-            name: self.value(sub, name, depth + 1)
+            name: self.value(sub, name, refs, minimal)
             for name, sub in properties.items()
-            if not deep or name in required
+            if not minimal or name in required
         }
 
-    def _array(self, schema: JsonDict, label: str, depth: int) -> list[Any]:
+    def _array(
+        self, schema: JsonDict, label: str, refs: frozenset[str], minimal: bool
+    ) -> list[Any]:
         prefix = schema.get("prefixItems") or []
         low = int(schema.get("minItems", 0))
         high = schema.get("maxItems")
-        wanted = 0 if depth > _MAX_SCHEMA_DEPTH else min(1, int(high) if high is not None else 1)
+        wanted = 0 if minimal else min(1, int(high) if high is not None else 1)
         count = max(low, wanted, len(prefix) if high is None else min(len(prefix), int(high)))
         items = schema.get("items", {})
-        return [
-            self.value(prefix[i] if i < len(prefix) else items, f"{label} {i + 1}", depth + 1)
-            for i in range(count)
-        ]
+        values = []
+        for i in range(count):
+            item = prefix[i] if i < len(prefix) else items
+            values.append(self.value(item, f"{label} {i + 1}", refs, minimal))
+        return values
 
     def _string(self, schema: JsonDict, label: str) -> str:
         fmt = schema.get("format")
