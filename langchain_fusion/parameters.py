@@ -122,6 +122,16 @@ class FusionParameters(BaseModel):
         except ValidationError as exc:
             raise FusionParameterError(_describe(exc)) from None
 
+    @classmethod
+    def model_validate_json(
+        cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any
+    ) -> FusionParameters:
+        """Validate JSON text, raising `FusionParameterError` with readable messages."""
+        try:
+            return super().model_validate_json(json_data, *args, **kwargs)
+        except ValidationError as exc:
+            raise FusionParameterError(_describe(exc)) from None
+
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, value: str) -> str:
@@ -139,12 +149,10 @@ class FusionParameters(BaseModel):
         if isinstance(data, (str, bytes)):
             try:
                 data = json.loads(data)
-            except json.JSONDecodeError as exc:
+            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
                 raise FusionParameterError([f"not valid JSON: {exc}"]) from None
         if not isinstance(data, Mapping):
-            raise FusionParameterError(
-                [f"expected a JSON object, got {type(data).__name__}"]
-            )
+            raise FusionParameterError([f"expected a JSON object, got {type(data).__name__}"])
         if "type" in data:
             if data["type"] != SERVER_TOOL_TYPE:
                 raise FusionParameterError(
@@ -153,10 +161,14 @@ class FusionParameters(BaseModel):
             extra = sorted(set(data) - {"type", "parameters"})
             if extra:
                 raise FusionParameterError(
-                    [f"{key}: unknown field of the server tool; allowed: type, parameters"
-                     for key in extra]
+                    [
+                        f"{key}: unknown field of the server tool; allowed: type, parameters"
+                        for key in extra
+                    ]
                 )
-            data = data.get("parameters") or {}
+            data = data.get("parameters")
+            if data is None:  # the hosted service treats parameters as optional
+                data = {}
             if not isinstance(data, Mapping):
                 raise FusionParameterError(["parameters: expected a JSON object"])
         return cls.model_validate(dict(data))
@@ -180,7 +192,15 @@ class FusionParameters(BaseModel):
 
 
 def _describe(exc: ValidationError) -> list[str]:
-    return [_describe_one(error) for error in exc.errors(include_url=False)]
+    problems: list[str] = []
+    for error in exc.errors(include_url=False):
+        # `model_validate` runs our `__init__`, whose error pydantic wraps once more.
+        inner = error.get("ctx", {}).get("error")
+        if isinstance(inner, FusionParameterError):
+            problems.extend(inner.problems)
+        else:
+            problems.append(_describe_one(error))
+    return problems
 
 
 def _describe_one(error: ErrorDetails) -> str:

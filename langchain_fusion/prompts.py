@@ -20,7 +20,8 @@ it resembles what you would have said, and do not override the panel with your o
 Return only a JSON object with exactly these five keys, each a list (empty when there is
 nothing to report):
 - "consensus": points all or most models agreed on;
-- "contradictions": topics where models disagree, each as {"topic", "stances": [{"model", "stance"}]};
+- "contradictions": topics where models disagree,
+  each as {"topic", "stances": [{"model", "stance"}]};
 - "partial_coverage": points only some models covered, each as {"models": [...], "point"};
 - "unique_insights": points a single model raised, each as {"model", "insight"};
 - "blind_spots": aspects of the request that no model addressed.
@@ -110,7 +111,8 @@ def synthesis_request(
 ) -> str:
     """The last message of the synthesis call: the analysis (if any) and the answers."""
     if analysis is not None:
-        block = ANALYSIS_BLOCK.format(analysis=analysis.model_dump_json(indent=1))
+        # The judge may quote a hostile answer: its text must not close the block either.
+        block = ANALYSIS_BLOCK.format(analysis=escape_tags(analysis.model_dump_json(indent=1)))
     else:
         block = NO_ANALYSIS_BLOCK.format(reason=judge_failure or "unknown")
     return SYNTHESIS_PROMPT.format(analysis=block, responses=format_responses(responses))

@@ -164,8 +164,10 @@ class TokenUsage(BaseModel):
     cost: float | None = None
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
-        cost = None if self.cost is None and other.cost is None else (
-            (self.cost or 0.0) + (other.cost or 0.0)
+        cost = (
+            None
+            if self.cost is None and other.cost is None
+            else ((self.cost or 0.0) + (other.cost or 0.0))
         )
         return TokenUsage(
             input_tokens=self.input_tokens + other.input_tokens,

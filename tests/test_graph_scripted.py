@@ -74,7 +74,8 @@ def test_panel_with_one_rate_limited_member_keeps_the_others(
     assert [f.model for f in result.failed_models] == ["panel-b"]
     failure = result.failed_models[0]
     assert failure.status_code == 429
-    assert "429" in failure.error and "panel-b" in failure.error  # the upstream text
+    assert "429" in failure.error
+    assert "panel-b" in failure.error
     assert [r.model for r in result.responses] == ["panel-a", "panel-c"]
     for response in result.responses:
         sent = chat_requests(scripted_server, response.model)[0].response_text
@@ -116,7 +117,10 @@ def test_every_panelist_failing_fails_the_run_without_calling_the_judge(
 @pytest.mark.parametrize(
     ("judge_script", "reason"),
     [
-        (ModelScript(json_reply="I think panel-a is right; they mostly agree."), "judge_not_valid_json"),
+        (
+            ModelScript(json_reply="I think panel-a is right; they mostly agree."),
+            "judge_not_valid_json",
+        ),
         (ModelScript(json_reply='{"consensus": ["x"]}'), "judge_schema_mismatch"),
         (ModelScript(empty=True), "judge_empty_completion"),
         (ModelScript(status_code=500), "judge_upstream_error"),
@@ -148,9 +152,9 @@ def test_judge_prose_around_json_is_healed(scripted_server: ScriptedOpenAIServer
     }
     reply = f"Here is my analysis:\n```json\n{json.dumps(analysis)}\n```\nHope this helps."
     scripted_server.set_script(JUDGE, ModelScript(json_reply=reply))
-    result = graph_for(scripted_server, synthesize=False).invoke(
-        {"messages": conversation()}
-    )["result"]
+    result = graph_for(scripted_server, synthesize=False).invoke({"messages": conversation()})[
+        "result"
+    ]
     assert result.failure_reason is None
     assert result.analysis is not None
     assert result.analysis.model_dump(mode="json") == analysis
@@ -280,12 +284,11 @@ def test_event_sequence(scripted_server: ScriptedOpenAIServer) -> None:
         deltas = "".join(
             e["delta"] for e in seen if e["type"] == ev.PANEL_DELTA and e["model"] == model
         )
-        (completed,) = [
-            e for e in seen if e["type"] == ev.PANEL_COMPLETED and e["model"] == model
-        ]
+        (completed,) = [e for e in seen if e["type"] == ev.PANEL_COMPLETED and e["model"] == model]
         assert deltas == completed["content"]
     (failed,) = [e for e in seen if e["type"] == ev.PANEL_FAILED]
-    assert failed["model"] == "panel-c" and failed["status_code"] == 503
+    assert failed["model"] == "panel-c"
+    assert failed["status_code"] == 503
     final = seen[-1]["result"]
     assert FusionResult.model_validate(final).analysis is not None
 
@@ -310,25 +313,23 @@ def test_tool_form_stops_after_the_judge(scripted_server: ScriptedOpenAIServer) 
 def test_synthesis_writes_the_final_answer_from_analysis_and_answers(
     scripted_server: ScriptedOpenAIServer,
 ) -> None:
-    output = graph_for(scripted_server, outer_model="outer-o").invoke(
-        {"messages": conversation()}
-    )
+    output = graph_for(scripted_server, outer_model="outer-o").invoke({"messages": conversation()})
     (request,) = chat_requests(scripted_server, "outer-o")
     assert output["answer"] == request.response_text
     last = request.body["messages"][-1]["content"]
-    assert "<analysis>" in last and '<response model="panel-a"' in last
+    assert "<analysis>" in last
+    assert '<response model="panel-a"' in last
     assert request.body["messages"][0]["content"] == SYSTEM  # the outer model serves the user
 
 
 def test_usage_and_cost_per_model_stage_and_total(scripted_server: ScriptedOpenAIServer) -> None:
     for model in [*PANEL, JUDGE]:
         scripted_server.set_script(model, ModelScript(cost_per_token=0.001))
-    result: FusionResult = graph_for(scripted_server).invoke({"messages": conversation()})[
-        "result"
-    ]
+    result: FusionResult = graph_for(scripted_server).invoke({"messages": conversation()})["result"]
     assert len(chat_requests(scripted_server, JUDGE)) == 2  # judge, then synthesis
     usage = result.usage
-    assert usage.panel.total_tokens > 0 and usage.judge.total_tokens > 0
+    assert usage.panel.total_tokens > 0
+    assert usage.judge.total_tokens > 0
     assert usage.synthesis.total_tokens > 0
     assert usage.panel.cost == pytest.approx(usage.panel.total_tokens * 0.001)
     assert usage.judge.cost == pytest.approx(usage.judge.total_tokens * 0.001)
