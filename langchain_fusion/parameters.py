@@ -166,11 +166,12 @@ class FusionParameters(BaseModel):
                         for key in extra
                     ]
                 )
-            data = data.get("parameters")
-            if data is None:  # the hosted service treats parameters as optional
-                data = {}
-            if not isinstance(data, Mapping):
+            inner: Any = data.get("parameters")
+            if inner is None:  # the hosted service treats parameters as optional
+                inner = {}
+            if not isinstance(inner, Mapping):
                 raise FusionParameterError(["parameters: expected a JSON object"])
+            data = inner
         return cls.model_validate(dict(data))
 
     @property
