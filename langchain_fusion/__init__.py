@@ -1,6 +1,7 @@
 """Multi-model deliberation (OpenRouter Fusion) as LangChain and LangGraph parts."""
 
 from langchain_fusion.backends import ChatOpenAICompatible, OpenAICompatibleBackend
+from langchain_fusion.chat_model import ChatFusion
 from langchain_fusion.graph import create_fusion_graph
 from langchain_fusion.parameters import (
     FusionParameterError,
@@ -18,15 +19,18 @@ from langchain_fusion.result import (
     Source,
     TokenUsage,
 )
+from langchain_fusion.tool import FusionTool
 
 __all__ = [
     "PRESETS",
+    "ChatFusion",
     "ChatOpenAICompatible",
     "FailedModel",
     "FusionAnalysis",
     "FusionParameterError",
     "FusionParameters",
     "FusionResult",
+    "FusionTool",
     "FusionUsage",
     "OpenAICompatibleBackend",
     "PanelResponse",

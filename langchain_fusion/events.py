@@ -37,6 +37,6 @@ def emit(event_type: str, **fields: Any) -> None:
     """Write one progress event to the running graph's custom stream (a no-op outside one)."""
     try:
         writer = get_stream_writer()
-    except RuntimeError:  # called outside a graph run: nobody is listening
+    except (RuntimeError, KeyError):  # outside a graph run: nobody is listening
         return
     writer({"type": event_type, **fields})

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from langchain_core.messages import BaseMessage, ChatMessage, SystemMessage
 
-from langchain_fusion.result import FusionAnalysis, PanelResponse
+from langchain_fusion.result import FusionAnalysis, FusionResult, PanelResponse
 
 JUDGE_SYSTEM_PROMPT = """\
 You are the judge of a panel of AI models that answered the same request independently.
@@ -116,3 +116,45 @@ def synthesis_request(
     else:
         block = NO_ANALYSIS_BLOCK.format(reason=judge_failure or "unknown")
     return SYNTHESIS_PROMPT.format(analysis=block, responses=format_responses(responses))
+
+
+FUSION_TOOL_NAME = "fusion"
+
+FUSION_TOOL_DESCRIPTION = """\
+Ask a panel of different AI models the same question in parallel and get back a judge's \
+comparison of their answers: consensus (higher confidence), contradictions with each \
+model's stance, points only some covered, unique insights, and blind spots, plus every \
+answer. Use it when being wrong costs more than a few extra model calls: research \
+questions, expert critique, compare-and-contrast, contested or high-stakes topics. It \
+costs several completions; do not use it for simple facts, chit-chat, or anything you can \
+answer confidently yourself. The prompt must be self-contained: include the context the \
+panel needs. Write your final answer from the result."""
+
+
+def format_tool_content(result: FusionResult) -> str:
+    """What the calling model reads: the analysis and the answers, compact and sectioned."""
+    if not result.responses:
+        detail = f" ({result.failure_detail})" if result.failure_detail else ""
+        return (
+            f"Fusion deliberation failed: failure_reason={result.failure_reason}{detail}. "
+            "No panel answer is available; answer from your own knowledge and say so, "
+            "or try again later."
+        )
+    header = f"Fusion deliberation: {result.status}"
+    if result.failure_reason:
+        header += f" (failure_reason={result.failure_reason}: {result.failure_detail})"
+    parts = [header]
+    if result.failed_models:
+        parts.append(
+            "Panelists that failed: "
+            + "; ".join(
+                f.model + (f" [{f.status_code}]" if f.status_code else "")
+                for f in result.failed_models
+            )
+        )
+    if result.analysis is not None:
+        parts.append(ANALYSIS_BLOCK.format(analysis=escape_tags(result.analysis.model_dump_json())))
+    else:
+        parts.append(NO_ANALYSIS_BLOCK.format(reason=result.failure_reason or "unknown"))
+    parts.append(f"<responses>\n{format_responses(result.responses)}\n</responses>")
+    return "\n\n".join(parts)

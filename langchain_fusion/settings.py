@@ -1,0 +1,72 @@
+"""The fusion parameters as keyword fields, shared by `FusionTool` and `ChatFusion`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from pydantic import BaseModel, ConfigDict
+
+from langchain_fusion.backends import ModelLike, OpenAICompatibleBackend
+from langchain_fusion.configuration import FusionConfiguration
+from langchain_fusion.parameters import FusionParameters, ReasoningConfig, ToolSpec
+from langchain_fusion.result import AnalysisLimits
+
+
+class FusionSettings(BaseModel):
+    """Fusion parameters as fields; explicit fields win over `parameters`.
+
+    `analysis_models` and `judge_model` take slugs or ready chat model instances.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    parameters: FusionParameters | None = None
+    """A whole parameter set (for example `FusionParameters.from_json(...)`)."""
+    analysis_models: list[ModelLike] | None = None
+    judge_model: ModelLike | None = None
+    preset: str | None = None
+    max_tool_calls: int | None = None
+    max_completion_tokens: int | None = None
+    reasoning: ReasoningConfig | None = None
+    tools: list[ToolSpec] | None = None
+    """What panelists and the judge may use (the contract's `tools`); `[]` turns tools off."""
+    backend: OpenAICompatibleBackend | None = None
+    """Where slugs run; default OpenRouter from the environment."""
+    analysis_limits: AnalysisLimits | None = None
+
+    def fusion_parameters(self, **overrides: Any) -> FusionParameters:
+        """The effective `FusionParameters`, validated (raises `FusionParameterError`)."""
+        data = self.parameters.model_dump(exclude_unset=True) if self.parameters else {}
+        slugs = self.analysis_models
+        if slugs is not None and all(isinstance(m, str) for m in slugs):
+            data["analysis_models"] = slugs
+        if isinstance(self.judge_model, str):
+            data["model"] = self.judge_model
+        for name in ("preset", "max_tool_calls", "max_completion_tokens", "reasoning", "tools"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return FusionParameters.model_validate(data)
+
+    def fusion_configuration(
+        self,
+        *,
+        backend: OpenAICompatibleBackend,
+        outer_model: ModelLike | None = None,
+        synthesize: bool = False,
+        **overrides: Any,
+    ) -> FusionConfiguration:
+        """Resolve the panel and judge once (validated before any model is called)."""
+        panel = self.analysis_models
+        has_instances = panel is not None and any(isinstance(m, BaseChatModel) for m in panel)
+        return FusionConfiguration.build(
+            self.fusion_parameters(**overrides),
+            panel=panel if has_instances else None,
+            judge=self.judge_model if isinstance(self.judge_model, BaseChatModel) else None,
+            outer_model=outer_model,
+            synthesize=synthesize,
+            backend=backend,
+            analysis_limits=self.analysis_limits,
+        )

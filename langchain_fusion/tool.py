@@ -1,0 +1,195 @@
+"""`FusionTool`: the deliberation as a LangChain tool any agent can call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    ToolMessage,
+)
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool, ToolException
+from langgraph.prebuilt import InjectedState
+from pydantic import BaseModel, Field, PrivateAttr, model_validator
+
+from langchain_fusion import events
+from langchain_fusion.backends import OpenAICompatibleBackend
+from langchain_fusion.configuration import FusionConfiguration
+from langchain_fusion.graph import build_graph
+from langchain_fusion.prompts import FUSION_TOOL_DESCRIPTION, FUSION_TOOL_NAME, format_tool_content
+from langchain_fusion.result import FusionResult
+from langchain_fusion.settings import FusionSettings
+
+DEPTH_METADATA_KEY = "fusion_depth"
+"""Run metadata set on every deliberation; inherited by anything run inside it."""
+
+
+class DeliberationRecursionError(ToolException):
+    """Fusion was invoked from inside a deliberation: bounded to one level, as hosted."""
+
+
+class FusionToolInput(BaseModel):
+    """What the calling model passes: a self-contained prompt."""
+
+    prompt: str = Field(
+        description="The question or task for the panel, self-contained, with any context "
+        "the panel needs."
+    )
+    messages: Annotated[list[AnyMessage] | None, InjectedState("messages")] = None
+    """In a LangGraph agent, the conversation so far (hidden from the model)."""
+
+
+class FusionTool(FusionSettings, BaseTool):
+    """A panel of models answers `prompt` in parallel; a judge compares the answers.
+
+    The content the calling model reads holds the analysis and the answers; the artifact is
+    the full `FusionResult`. Failures come back as a message naming the `failure_reason`,
+    never as an exception that ends the agent's loop. In a LangGraph agent the panel also
+    sees the conversation (system messages included), not only the prompt.
+
+    Example:
+        ```python
+        from langchain.agents import create_agent
+        from langchain_fusion import FusionTool
+
+        fusion = FusionTool(analysis_models=["openai/gpt-4.1", "deepseek/deepseek-v3.2"])
+        agent = create_agent("openai:gpt-4.1", tools=[fusion])
+        ```
+    """
+
+    name: str = FUSION_TOOL_NAME
+    description: str = FUSION_TOOL_DESCRIPTION
+    args_schema: type[BaseModel] = FusionToolInput
+    response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
+    handle_tool_error: bool = True
+    temperature: float | None = None
+    """Panel temperature (0 to 2); the judge always runs at 0."""
+
+    _configuration: FusionConfiguration = PrivateAttr()
+    _graph: Any = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _build(self) -> FusionTool:
+        # Resolved and compiled once here, so bad parameters fail at construction.
+        self._configuration = self.fusion_configuration(
+            backend=self.backend or OpenAICompatibleBackend(), temperature=self.temperature
+        )
+        self._graph = build_graph(self._configuration, name=self.name)
+        return self
+
+    @property
+    def configuration(self) -> FusionConfiguration:
+        """The resolved panel and judge."""
+        return self._configuration
+
+    def _run(
+        self,
+        prompt: str,
+        messages: Sequence[BaseMessage] | None = None,
+        *,
+        config: RunnableConfig,
+        run_manager: CallbackManagerForToolRun | None = None,
+    ) -> tuple[str, FusionResult]:
+        """Run the deliberation; returns (content for the model, `FusionResult`)."""
+        inner = self._inner_config(config, run_manager)
+        state: dict[str, Any] = {}
+        for mode, chunk in self._graph.stream(
+            {"messages": deliberation_messages(prompt, messages)},
+            inner,
+            stream_mode=["custom", "values"],
+        ):
+            state = _forward(mode, chunk, state)
+        return _tool_output(state)
+
+    async def _arun(
+        self,
+        prompt: str,
+        messages: Sequence[BaseMessage] | None = None,
+        *,
+        config: RunnableConfig,
+        run_manager: AsyncCallbackManagerForToolRun | None = None,
+    ) -> tuple[str, FusionResult]:
+        """Async `_run`."""
+        inner = self._inner_config(config, run_manager)
+        state: dict[str, Any] = {}
+        async for mode, chunk in self._graph.astream(
+            {"messages": deliberation_messages(prompt, messages)},
+            inner,
+            stream_mode=["custom", "values"],
+        ):
+            state = _forward(mode, chunk, state)
+        return _tool_output(state)
+
+    def _inner_config(
+        self,
+        config: RunnableConfig,
+        run_manager: CallbackManagerForToolRun | AsyncCallbackManagerForToolRun | None,
+    ) -> RunnableConfig:
+        metadata = dict(config.get("metadata") or {})
+        if run_manager is not None:
+            metadata.update(run_manager.metadata)
+        if metadata.get(DEPTH_METADATA_KEY):
+            raise DeliberationRecursionError(
+                "fusion cannot be invoked inside a deliberation: panel and judge models never "
+                "get the fusion tool (x-openrouter-fusion-depth), so deliberation stays one "
+                "level deep"
+            )
+        return {
+            "callbacks": run_manager.get_child() if run_manager else None,
+            "metadata": {
+                DEPTH_METADATA_KEY: 1,
+                "fusion_panel": [seat.label for seat in self._configuration.panel],
+                "fusion_judge": self._configuration.judge_label,
+                "fusion_preset": self._configuration.parameters.preset,
+            },
+            "run_name": self.name,
+        }
+
+
+def deliberation_messages(
+    prompt: str, conversation: Sequence[BaseMessage] | None = None
+) -> list[BaseMessage]:
+    """The panel's input: the conversation's text turns, then the prompt.
+
+    Tool plumbing (tool calls, tool results) is left out: the panel answers, it does not
+    replay the agent's steps. The prompt is not repeated when it is the last user turn.
+    """
+    if not prompt.strip():
+        raise ToolException("fusion needs a non-empty prompt")
+    turns: list[BaseMessage] = []
+    for message in conversation or ():
+        if isinstance(message, ToolMessage):
+            continue
+        if isinstance(message, AIMessage):
+            if message.text.strip():
+                turns.append(AIMessage(message.text))
+            continue
+        turns.append(message)
+    last = turns[-1] if turns else None
+    if not (isinstance(last, HumanMessage) and last.text.strip() == prompt.strip()):
+        turns.append(HumanMessage(prompt))
+    return turns
+
+
+def _forward(mode: str, chunk: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """Re-emit a progress event to the caller's graph; keep the latest state."""
+    if mode == "custom":
+        # The deliberation runs as a nested graph, whose events the caller would only
+        # see with `subgraphs=True`; forwarding puts them on the caller's own stream.
+        fields = dict(chunk)
+        events.emit(fields.pop("type"), **fields)
+        return state
+    return dict(chunk)
+
+
+def _tool_output(state: dict[str, Any]) -> tuple[str, FusionResult]:
+    result = state.get("result")
+    if not isinstance(result, FusionResult):
+        raise ToolException("the deliberation ended without a result")
+    return format_tool_content(result), result
