@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID, uuid4
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -32,7 +33,7 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -58,6 +59,10 @@ FUSION_ALIASES: dict[str, str | None] = {
     "openrouter/fusion-flash": "general-fast",
 }
 """Model aliases and the preset each selects (None: the default or the given preset)."""
+
+_PARENT_RUN = "_fusion_parent_run"
+TAG_NOSTREAM = "nostream"
+"""LangGraph's tag for runs whose tokens its `messages` stream mode leaves out."""
 
 MAX_OUTER_CALLS = 4
 """Outer calls per request: decide, (deliberate), answer; a margin for parallel calls."""
@@ -162,7 +167,8 @@ class ChatFusion(FusionSettings, BaseChatModel):
 
     @classmethod
     def get_lc_namespace(cls) -> list[str]:
-        return ["langchain_fusion", "chat_models"]
+        """The module that defines the class, which `load` imports it from."""
+        return ["langchain_fusion", "chat_model"]
 
     @property
     def _llm_type(self) -> str:
@@ -182,7 +188,9 @@ class ChatFusion(FusionSettings, BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "openrouter"
-        params["ls_model_name"] = self.model_name
+        # A per-call `model` (e.g. `invoke(..., model=...)`) reaches the outer call.
+        override = kwargs.get("model")
+        params["ls_model_name"] = override if isinstance(override, str) else self.model_name
         if self.temperature is not None:
             params["ls_temperature"] = self.temperature
         if self.max_tokens is not None:
@@ -204,6 +212,51 @@ class ChatFusion(FusionSettings, BaseChatModel):
             kwargs["tool_choice"] = tool_choice
         return super().bind(tools=formatted, **kwargs)
 
+    # --- nesting the inner runs -----------------------------------------------------
+    #
+    # `BaseChatModel.stream` / `astream` call `_stream` without the run manager, so the
+    # inner calls would not nest under this run. `stream` and `astream` therefore pick the
+    # run id in advance and pass the parent run along; `invoke` goes through `_generate`,
+    # which has the run manager.
+
+    def _should_stream(self, *, async_api: bool, run_manager: Any = None, **kwargs: Any) -> bool:
+        if run_manager is not None:
+            # Implicit streaming from `invoke` (callbacks asked for tokens): `_generate`
+            # streams too, reporting tokens to the run manager it, unlike `_stream`, gets.
+            return False
+        return super()._should_stream(async_api=async_api, **kwargs)
+
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        config, parent = _parent_run(config)
+        yield from super().stream(input, config, stop=stop, **{_PARENT_RUN: parent, **kwargs})
+
+    async def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        config, parent = _parent_run(config)
+        async for chunk in super().astream(
+            input, config, stop=stop, **{_PARENT_RUN: parent, **kwargs}
+        ):
+            yield chunk
+
+    def _get_invocation_params(
+        self, stop: list[str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        kwargs.pop(_PARENT_RUN, None)  # plumbing, not a parameter to trace
+        return super()._get_invocation_params(stop=stop, **kwargs)
+
     # --- the tool loop --------------------------------------------------------------
 
     def _stream(
@@ -213,8 +266,8 @@ class ChatFusion(FusionSettings, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        child = _child_config(run_manager, kwargs.pop(_PARENT_RUN, None))
         turn = self._start_turn(messages, stop, kwargs)
-        child = _child_config(run_manager)
         if turn.force_fusion:
             turn.add_deliberation(self._fusion.invoke(turn.forced_call(), child))
         for _ in range(MAX_OUTER_CALLS):
@@ -240,8 +293,8 @@ class ChatFusion(FusionSettings, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        child = _child_config(run_manager, kwargs.pop(_PARENT_RUN, None))
         turn = self._start_turn(messages, stop, kwargs)
-        child = _child_config(run_manager)
         if turn.force_fusion:
             turn.add_deliberation(await self._fusion.ainvoke(turn.forced_call(), child))
         for _ in range(MAX_OUTER_CALLS):
@@ -453,25 +506,53 @@ def _merge(total: BaseMessageChunk | None, chunk: BaseMessage) -> BaseMessageChu
     return chunk if total is None else total + chunk
 
 
+@dataclass(frozen=True)
+class _ParentRun:
+    """This chat model's run, known before `BaseChatModel.stream` starts it."""
+
+    run_id: UUID
+    config: RunnableConfig
+
+
+def _parent_run(config: RunnableConfig | None) -> tuple[RunnableConfig, _ParentRun]:
+    config = ensure_config(config)
+    run_id = config.get("run_id") or uuid4()
+    config = {**config, "run_id": run_id}
+    return config, _ParentRun(run_id=run_id, config=config)
+
+
 def _child_config(
     run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+    parent: _ParentRun | None = None,
 ) -> RunnableConfig:
     """Callbacks for the inner runs, nested under this chat model's run.
 
     LLM runs are leaves in LangChain (their managers have no `get_child`); the inner calls
     of a deliberation belong under it all the same, in traces and in `astream_events`.
+    They are tagged `nostream`: LangGraph's `messages` stream then shows this model's
+    answer once, not the inner models' tokens as well.
     """
-    if run_manager is None:
-        return {}
-    manager_class = (
-        AsyncCallbackManager
-        if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
-        else CallbackManager
-    )
-    manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
-    manager.set_handlers(run_manager.inheritable_handlers)
-    manager.add_tags(run_manager.inheritable_tags)
-    manager.add_metadata(run_manager.inheritable_metadata)
+    manager: CallbackManager | AsyncCallbackManager
+    if run_manager is not None:
+        manager_class = (
+            AsyncCallbackManager
+            if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
+            else CallbackManager
+        )
+        manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
+        manager.set_handlers(run_manager.inheritable_handlers)
+        manager.add_tags(run_manager.inheritable_tags)
+        manager.add_metadata(run_manager.inheritable_metadata)
+    elif parent is not None:
+        manager = CallbackManager.configure(
+            parent.config.get("callbacks"),
+            inheritable_tags=parent.config.get("tags"),
+            inheritable_metadata=parent.config.get("metadata"),
+        )
+        manager.parent_run_id = parent.run_id
+    else:
+        return {"tags": [TAG_NOSTREAM]}
+    manager.add_tags([TAG_NOSTREAM])
     return {"callbacks": manager}
 
 

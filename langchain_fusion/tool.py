@@ -149,6 +149,9 @@ class FusionTool(FusionSettings, BaseTool):
                 "fusion_preset": self._configuration.parameters.preset,
             },
             "run_name": self.name,
+            # The agent's `messages` stream shows its own model's tokens, not the panel's:
+            # progress reaches it as custom events instead.
+            "tags": ["nostream"],
         }
 
 

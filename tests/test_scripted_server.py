@@ -251,6 +251,36 @@ def test_empty_completion(scripted_server_factory: ScriptedServerFactory) -> Non
     assert server.requests[0].response_text == ""
 
 
+def test_stop_sequences_cut_the_answer(scripted_server_factory: ScriptedServerFactory) -> None:
+    server = scripted_server_factory(
+        {"fixed": ModelScript(reply="one two three four five"), "json": ModelScript()}
+    )
+    cut = chat(server, model="fixed", stop=["zzz", "four", "three"]).json()
+    assert cut["choices"][0]["message"]["content"] == "one two "
+    assert cut["choices"][0]["finish_reason"] == "stop"
+    assert cut["usage"]["completion_tokens"] == 2  # what was sent, not what was scripted
+    assert server.requests[-1].response_text == "one two "
+    as_string = chat(server, model="fixed", stop="two").json()
+    assert as_string["choices"][0]["message"]["content"] == "one "
+    events = stream_events(server, model="fixed", stop=["four"])
+    deltas = [e["choices"][0]["delta"].get("content") or "" for e in events[:-1]]
+    assert "".join(deltas) == "one two three "
+    # Empty or missing stop sequences change nothing; an answer that starts with one is empty.
+    whole = chat(server, model="fixed", stop=[""]).json()
+    assert whole["choices"][0]["message"]["content"] == "one two three four five"
+    assert (
+        chat(server, model="fixed", stop=["one"]).json()["choices"][0]["message"]["content"] == ""
+    )
+    # JSON answers are cut too, as a real model's would be.
+    response_format = json_schema_format(Citation)
+    body = chat(server, model="json", response_format=response_format, stop=['"page"']).json()
+    assert body["choices"][0]["message"]["content"] == '{"source": "json: source", '
+
+    llm = ChatOpenAI(base_url=server.base_url, api_key="test", model="fixed", max_retries=0)
+    assert llm.invoke("Count.", stop=["three"]).content == "one two "
+    assert "".join(str(c.content) for c in llm.stream("Count.", stop=["three"])) == "one two "
+
+
 # -- faults ------------------------------------------------------------------------------
 
 
@@ -403,6 +433,8 @@ def test_script_validation() -> None:
         ModelScript(status_code=200)
     with pytest.raises(ValueError, match="tokens_per_second"):
         ModelScript(tokens_per_second=0)
+    with pytest.raises(ValueError, match="tool_calls must be a list or 'auto'"):
+        ModelScript(tool_calls="always")  # type: ignore[arg-type]
 
 
 # -- tools -------------------------------------------------------------------------------
@@ -503,6 +535,166 @@ def test_chat_openai_tool_calls(scripted_server_factory: ScriptedServerFactory) 
     merged = merge(list(llm.bind_tools([search]).stream("What is X?")))
     assert [c["id"] for c in merged.tool_calls] == ["call_1", "call_2"]
     assert merged.tool_calls[1]["args"] == {"query": "x definition"}
+
+
+def function_tool(name: str, properties: dict[str, Any] | None = None, **extra: Any) -> Any:
+    parameters = {"type": "object", "properties": properties or {}, **extra}
+    return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+
+AUTO = ModelScript(tool_calls="auto")
+WEATHER = function_tool("get_weather", {"location": {"type": "string"}}, required=["location"])
+ADDER = function_tool(
+    "my_adder",
+    {"a": {"type": "integer"}, "b": {"type": "integer"}, "scale": {"type": "number"}},
+)
+
+
+def auto_call(server: ScriptedOpenAIServer, text: str, tools: Any, **body: Any) -> Any:
+    """The one automatic call answered to ``text``: ``(name, arguments)``."""
+    messages = [{"role": "user", "content": text}]
+    response = chat(server, model="auto", messages=messages, tools=tools, **body).json()
+    choice = response["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    (call,) = choice["message"]["tool_calls"]
+    return call["function"]["name"], json.loads(call["function"]["arguments"])
+
+
+def test_auto_tool_calls_pick_the_tool_the_message_mentions(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    server = scripted_server_factory({"auto": AUTO})
+    tools = [function_tool("fusion", {"prompt": {"type": "string"}}), ADDER, WEATHER]
+    # Words of the name count ("weather" for get_weather); none: the first tool.
+    assert auto_call(server, "Weather in Oslo?", tools)[0] == "get_weather"
+    assert auto_call(server, "Hello!", tools) == ("fusion", {"prompt": "Hello!"})
+    # The whole name beats words of other names; a longer name is not a mention of a shorter.
+    twins = [function_tool("magic_function"), function_tool("magic_function_no_args")]
+    assert auto_call(server, "Run magic_function_no_args().", twins)[0] == "magic_function_no_args"
+    assert auto_call(server, "Run magic_function(1).", twins[::-1])[0] == "magic_function"
+    # camelCase names are split into words too; case does not matter.
+    camel = [WEATHER, function_tool("TellJoke", {"topic": {"type": "string"}})]
+    assert auto_call(server, "A JOKE, please.", camel)[0] == "TellJoke"
+    # A named tool_choice wins over any mention.
+    named = {"type": "function", "function": {"name": "my_adder"}}
+    assert auto_call(server, "Weather in Oslo?", tools, tool_choice=named)[0] == "my_adder"
+
+
+def test_auto_tool_call_arguments_come_from_the_schema_and_the_message(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    server = scripted_server_factory({"auto": AUTO})
+    # Numbers fill integer and number parameters in order; what is left is generated.
+    assert auto_call(server, "What is 3 + 4?", [ADDER]) == (
+        "my_adder",
+        {"a": 3, "b": 4, "scale": 0.0},
+    )
+    args = auto_call(server, "Not x-9, v1.2 or 1.2.3: add -2, 7 and 2.5.", [ADDER])[1]
+    assert args == {"a": -2, "b": 7, "scale": 2.5}
+    # Quoted phrases fill string parameters in order; an apostrophe opens no quote.
+    customer = function_tool(
+        "create_customer",
+        {
+            "name": {"type": "string"},
+            "city": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "note": {"type": "string"},
+            "email": {"type": "string", "format": "email"},
+            "tier": {"type": "string", "enum": ["gold", "silver"]},
+        },
+    )
+    text = "Create a customer named '你好啊集团' in \"Zürich\"; it's urgent."
+    assert auto_call(server, text, [customer])[1] == {
+        "name": "你好啊集团",
+        "city": "Zürich",
+        "note": "auto: note",
+        "email": "auto@example.com",
+        "tier": "gold",
+    }
+    # Without quotes the first string parameter takes the whole message.
+    assert auto_call(server, "Weather in Oslo?", [WEATHER])[1] == {"location": "Weather in Oslo?"}
+    assert auto_call(server, "Go.", [function_tool("no_args")]) == ("no_args", {})
+    # A value that breaks the parameter's bounds is not used: the generated one stays.
+    short = function_tool("short", {"text": {"type": "string", "maxLength": 5}})
+    assert auto_call(server, "Far too long for it.", [short])[1] == {"text": "auto:"}
+
+
+def test_auto_tool_calls_follow_tool_choice_and_the_policy(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    server = scripted_server_factory(
+        {"auto": AUTO, "eager": dataclasses.replace(AUTO, tool_policy="always")}
+    )
+    after_result = [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+
+    def answer(model: str, messages: Any = QUESTION, **body: Any) -> Any:
+        response = chat(server, model=model, messages=messages, tools=[WEATHER], **body).json()
+        return response["choices"][0]
+
+    # first_turn: a call, then text once a tool result follows the user's message.
+    assert answer("auto")["finish_reason"] == "tool_calls"
+    text = answer("auto", after_result)
+    assert text["finish_reason"] == "stop"
+    assert text["message"]["content"].endswith("The tool returned: sunny")
+    assert answer("auto", after_result, tool_choice="auto")["finish_reason"] == "stop"
+    # "required" and a named tool force a call whatever the policy; "none" forbids one.
+    again = answer("auto", after_result, tool_choice="required")
+    assert again["finish_reason"] == "tool_calls"
+    assert again["message"]["tool_calls"][0]["id"] == "call_2"  # numbered after call_1
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    assert answer("auto", after_result, tool_choice=named)["finish_reason"] == "tool_calls"
+    assert answer("auto", tool_choice="none")["finish_reason"] == "stop"
+    assert answer("eager", after_result)["finish_reason"] == "tool_calls"
+    # No tools: text.
+    plain = chat(server, model="auto").json()["choices"][0]
+    assert plain["finish_reason"] == "stop"
+    assert "tool_calls" not in plain["message"]
+
+
+def test_chat_openai_auto_tool_calls_invoke_and_stream(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    class MagicInput(BaseModel):
+        input: int = Field(gt=-1000, lt=1000)
+
+    @tool(args_schema=MagicInput)
+    def magic_function(input: int) -> int:
+        """Apply a magic function to an input."""
+        return input + 2
+
+    @tool
+    def get_weather(location: str) -> str:
+        """Get the weather at a location."""
+        return "sunny"
+
+    server = scripted_server_factory(default=AUTO)
+    llm = ChatOpenAI(base_url=server.base_url, api_key="test", model="outer", max_retries=0)
+    bound = llm.bind_tools([get_weather, magic_function], tool_choice="any")
+    prompt = "What is the value of magic_function(3)? Use the tool."
+    message = bound.invoke(prompt)
+    assert [(c["name"], c["args"]) for c in message.tool_calls] == [
+        ("magic_function", {"input": 3})
+    ]
+    merged = merge(list(bound.stream(prompt)))
+    assert [(c["name"], c["args"]) for c in merged.tool_calls] == [("magic_function", {"input": 3})]
+    # Nothing in "Hello!" to go on: the first tool, with a generated valid argument.
+    forced = llm.bind_tools([magic_function, get_weather], tool_choice="any").invoke("Hello!")
+    (call,) = forced.tool_calls
+    assert call["name"] == "magic_function"
+    MagicInput.model_validate(call["args"])
 
 
 # -- latency, log, usage -----------------------------------------------------------------

@@ -69,9 +69,30 @@ class ModelScript:
         response_model: The ``model`` field of responses; ``None`` echoes the request.
         tool_calls: ``{"name": str, "arguments": dict | str}`` items, answered when
             the request carries ``tools`` (and ``tool_choice`` is not ``"none"``).
+            Or ``"auto"``: act like a real tool-calling model (see "Automatic tool
+            calls" below).
         tool_policy: ``"first_turn"`` calls tools only while no ``tool`` message
             follows the last user message, then answers with text; ``"always"``
             calls them on every request that has tools.
+
+    Automatic tool calls (``tool_calls="auto"``), deterministic:
+        When: never without ``tools`` or with ``tool_choice: "none"``; always when
+            ``tool_choice`` is ``"required"`` or names a function (whatever
+            ``tool_policy`` says); otherwise (``"auto"`` or absent) as ``tool_policy``
+            says.
+        Which: one call, to the tool ``tool_choice`` names; else to the tool the last
+            user message mentions most (its whole name, as a word, beats words of its
+            name: ``get_weather`` is mentioned by "weather"; words under 3 letters do
+            not count), the first such tool on a tie; else to the first tool.
+        Arguments: an object generated from the tool's ``parameters`` schema (as for
+            ``json_schema`` answers), whose top-level parameters are then filled from
+            the last user message: ``integer`` and ``number`` parameters take the
+            numbers that stand alone in it ("-2", "2.5"; not "v1.2" or "x-9"), in
+            order; ``string`` parameters (without ``format`` or ``pattern``) take the
+            phrases it quotes (``'...'``, ``"..."``), in order, or, when it quotes
+            none, the first string parameter takes the whole message. A value outside
+            a string's ``minLength``/``maxLength`` is not used. "What is the value of
+            magic_function(3)?" gives ``magic_function`` with ``{"input": 3}``.
         empty: Answer 200 with empty content and zero completion tokens.
 
     Latency:
@@ -98,12 +119,16 @@ class ModelScript:
     Usage:
         cost_per_token: When set, ``usage.cost = total_tokens * cost_per_token``, as
             OpenRouter reports cost.
+
+    Every script honours the request's ``stop`` (a string or a list): the content is
+    cut before the first occurrence of any stop sequence, as OpenAI does, and usage
+    counts what was sent.
     """
 
     reply: str | ReplyFn | None = None
     json_reply: JsonDict | str | JsonReplyFn | None = None
     response_model: str | None = None
-    tool_calls: Sequence[Mapping[str, Any]] | None = None
+    tool_calls: Sequence[Mapping[str, Any]] | Literal["auto"] | None = None
     tool_policy: Literal["first_turn", "always"] = "first_turn"
     time_to_first_token: float = 0.0
     tokens_per_second: float | None = None
@@ -134,8 +159,12 @@ class ModelScript:
             raise ValueError("error_rate must be between 0 and 1")
         if self.retry_after is not None and self.retry_after < 0:
             raise ValueError("retry_after must be >= 0")
+        if isinstance(self.tool_calls, str):
+            if self.tool_calls != "auto":
+                raise ValueError(f"tool_calls must be a list or 'auto', not {self.tool_calls!r}")
+            return
         for call in self.tool_calls or ():
-            if not isinstance(call.get("name"), str):
+            if not isinstance(call, Mapping) or not isinstance(call.get("name"), str):
                 raise ValueError(f"each tool call needs a str 'name': {call!r}")
 
 
@@ -691,7 +720,10 @@ def _plan_completion(
         text = ""
     elif _wants_tool_calls(body, script):
         text = None
-        calls = _tool_calls(body, script.tool_calls or ())
+        scripted = script.tool_calls
+        if scripted == "auto":
+            scripted = [_auto_tool_call(model, body)]
+        calls = _tool_calls(body, scripted or ())
     elif _json_format(body) is not None:
         text = _json_text(model, body, script)
     elif script.reply is None:
@@ -700,6 +732,8 @@ def _plan_completion(
         text = script.reply
     else:
         text = str(script.reply(body))
+    if text:
+        text = _apply_stop(text, body.get("stop"))
 
     pieces = _tokens(text) if text is not None else []
     call_pieces = [_tokens(call["function"]["arguments"]) for call in calls]
@@ -844,11 +878,136 @@ def _tool_results_after_user(messages: list[JsonDict]) -> list[JsonDict]:
 
 
 def _wants_tool_calls(body: JsonDict, script: ModelScript) -> bool:
-    if not script.tool_calls or not body.get("tools") or body.get("tool_choice") == "none":
+    choice = body.get("tool_choice")
+    tools = _function_tools(body) if script.tool_calls == "auto" else body.get("tools")
+    if not script.tool_calls or not tools or choice == "none":
         return False
+    if script.tool_calls == "auto" and (choice == "required" or isinstance(choice, dict)):
+        return True  # a real model must call a tool here, whatever happened before
     if script.tool_policy == "always":
         return True
     return not _tool_results_after_user(body.get("messages") or [])
+
+
+def _apply_stop(text: str, stop: Any) -> str:
+    """``text`` cut before the first occurrence of any stop sequence."""
+    sequences = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
+    cut = len(text)
+    for sequence in sequences:
+        if isinstance(sequence, str) and sequence:
+            found = text.find(sequence)
+            if 0 <= found < cut:
+                cut = found
+    return text[:cut]
+
+
+# -- automatic tool calls ----------------------------------------------------------------
+
+# Quoted phrases: the quote must not sit inside a word, so "what's" opens nothing.
+_QUOTED_RE = re.compile(r"""(?<!\w)(?:'([^'\n]+)'|"([^"\n]+)"|“([^”\n]+)”|‘([^’\n]+)’)(?!\w)""")
+# Standalone numbers: not part of a word, a version ("v1.2") or a name ("x-9").
+_NUMBER_RE = re.compile(r"(?<![\w.+-])[-+]?\d+(?:\.\d+)?(?!\w|\.\w)")
+_CAMEL_RE = re.compile(r"([a-z0-9])([A-Z])")
+
+
+def _function_tools(body: JsonDict) -> list[JsonDict]:
+    """The request's function tools (``{"name", "description", "parameters"}`` each)."""
+    tools = body.get("tools")
+    functions = []
+    for item in tools if isinstance(tools, list) else []:
+        function = item.get("function") if isinstance(item, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            functions.append(function)
+    return functions
+
+
+def _last_user_text(body: JsonDict) -> str:
+    messages: list[JsonDict] = body.get("messages") or []
+    index = _last_user_index(messages)
+    return _content_text(messages[index].get("content")) if index >= 0 else ""
+
+
+def _name_words(name: str) -> set[str]:
+    spaced = _CAMEL_RE.sub(r"\1 \2", name)
+    return {word.lower() for word in re.split(r"[\W_]+", spaced) if len(word) >= 3}
+
+
+def _mentions(name: str, text: str) -> tuple[bool, int]:
+    """How much ``text`` mentions a tool: its whole name as a word, then words of it."""
+    lowered = text.lower()
+    whole = re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", lowered) is not None
+    words = set(re.findall(r"[^\W_]+", lowered))
+    return whole, len(_name_words(name) & words)
+
+
+def _chosen_tool(body: JsonDict) -> JsonDict:
+    tools = _function_tools(body)
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        named = function.get("name") if isinstance(function, dict) else choice.get("name")
+        for tool in tools:
+            if tool["name"] == named:
+                return tool
+    text = _last_user_text(body)
+    scores = [_mentions(tool["name"], text) for tool in tools]
+    best = max(scores)
+    return tools[scores.index(best)] if best > (False, 0) else tools[0]
+
+
+def _auto_tool_call(model: str, body: JsonDict) -> JsonDict:
+    """The one call a tool-calling model would make here (see `ModelScript`)."""
+    tool = _chosen_tool(body)
+    schema = tool.get("parameters")
+    if not isinstance(schema, dict):
+        schema = {"type": "object", "properties": {}}
+    arguments = _SchemaExample(model, schema).value(schema, tool["name"])
+    if not isinstance(arguments, dict):
+        arguments = {}
+    _fill_from_message(arguments, schema, _last_user_text(body))
+    return {"name": tool["name"], "arguments": arguments}
+
+
+def _simple_kind(schema: Any) -> str | None:
+    """``integer``, ``number`` or ``string`` for a plain (or nullable) parameter."""
+    if not isinstance(schema, dict) or "enum" in schema or "const" in schema:
+        return None
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if isinstance(options, list):
+            non_null = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
+            return _simple_kind(non_null[0]) if len(non_null) == 1 else None
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    if kind == "string" and ("format" in schema or "pattern" in schema):
+        return None
+    return kind if kind in ("integer", "number", "string") else None
+
+
+def _fits_length(value: str, schema: JsonDict) -> bool:
+    low, high = schema.get("minLength"), schema.get("maxLength")
+    return (low is None or len(value) >= int(low)) and (high is None or len(value) <= int(high))
+
+
+def _fill_from_message(arguments: JsonDict, schema: JsonDict, text: str) -> None:
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return
+    numbers = [float(found) for found in _NUMBER_RE.findall(text)]
+    phrases = [next(g for g in match.groups() if g) for match in _QUOTED_RE.finditer(text)]
+    whole_message = not phrases and bool(text.strip())
+    for name, sub in properties.items():
+        kind = _simple_kind(sub)
+        if kind in ("integer", "number") and numbers:
+            number = numbers.pop(0)
+            integral = number.is_integer()
+            arguments[name] = round(number) if kind == "integer" or integral else number
+        elif kind == "string" and isinstance(sub, dict):
+            value = phrases.pop(0) if phrases else text.strip() if whole_message else None
+            whole_message = False
+            if value is not None and _fits_length(value, sub):
+                arguments[name] = value
 
 
 def _tool_calls(body: JsonDict, scripted: Sequence[Mapping[str, Any]]) -> list[JsonDict]:
