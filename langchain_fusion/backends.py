@@ -29,9 +29,11 @@ DEFAULT_MAX_RETRIES = 2
 
 
 class ChatOpenAICompatible(ChatOpenAI):
-    """`ChatOpenAI` that also surfaces the cost OpenRouter reports in `usage.cost`.
+    """`ChatOpenAI` that also surfaces what OpenRouter adds to a chat completion.
 
-    The cost lands in `response_metadata["cost"]` (USD) for `invoke` and `stream` alike.
+    The cost (`usage.cost`, USD) lands in `response_metadata["cost"]`, and the pages its
+    server-side web tools read (`message.annotations` of type `url_citation`) in
+    `response_metadata["annotations"]`, for `invoke` and `stream` alike.
     """
 
     def _create_chat_result(
@@ -44,9 +46,14 @@ class ChatOpenAICompatible(ChatOpenAI):
             else getattr(response, "usage", None)
         )
         cost = _cost_of(usage)
-        if cost is not None:
-            for generation in result.generations:
+        choices = response.get("choices") if isinstance(response, dict) else None
+        if choices is None:
+            choices = [c.model_dump() for c in getattr(response, "choices", None) or []]
+        for generation, choice in zip(result.generations, choices, strict=False):
+            if cost is not None:
                 generation.message.response_metadata["cost"] = cost
+            if annotations := (choice.get("message") or {}).get("annotations"):
+                generation.message.response_metadata["annotations"] = annotations
         return result
 
     def _convert_chunk_to_generation_chunk(
@@ -58,11 +65,15 @@ class ChatOpenAICompatible(ChatOpenAI):
         generation = super()._convert_chunk_to_generation_chunk(
             chunk, default_chunk_class, base_generation_info
         )
+        if generation is None or not isinstance(generation.message, AIMessageChunk):
+            return generation
+        metadata = generation.message.response_metadata
         cost = _cost_of(chunk.get("usage"))
-        if generation is not None and cost is not None:
-            message = generation.message
-            if isinstance(message, AIMessageChunk):
-                message.response_metadata["cost"] = cost
+        if cost is not None:
+            metadata["cost"] = cost
+        for choice in chunk.get("choices") or []:
+            if annotations := (choice.get("delta") or {}).get("annotations"):
+                metadata["annotations"] = annotations
         return generation
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
@@ -100,8 +111,17 @@ class OpenAICompatibleBackend(BaseModel):
     seed_per_panelist: bool = False
     """Give panel entry *i* the seed *i*: a panel of one local model repeated then gives
     different, repeatable answers."""
+    server_tools: bool | None = None
+    """Whether the endpoint runs `openrouter:*` tools itself. None: only openrouter.ai."""
     model_settings: dict[str, Any] = Field(default_factory=dict)
     """Extra `ChatOpenAI` fields for every model of this backend (e.g. `frequency_penalty`)."""
+
+    @property
+    def runs_server_tools(self) -> bool:
+        """Whether this endpoint runs the hosted web tools (`openrouter:*`) itself."""
+        if self.server_tools is not None:
+            return self.server_tools
+        return "openrouter.ai" in self.base_url
 
     def chat_model(self, slug: str, *, panel_index: int | None = None) -> BaseChatModel:
         """The chat model for `slug` on this backend."""
@@ -128,6 +148,16 @@ def resolve_model(
     if isinstance(model, BaseChatModel):
         return model
     return backend.chat_model(model, panel_index=panel_index)
+
+
+def runs_server_tools(model: BaseChatModel, backend: OpenAICompatibleBackend) -> bool:
+    """Whether `model`'s endpoint runs the hosted web tools (`openrouter:*`) itself."""
+    if not isinstance(model, BaseChatOpenAI):
+        return False
+    base = model.openai_api_base or ""
+    if base.rstrip("/") == backend.base_url.rstrip("/"):
+        return backend.runs_server_tools
+    return "openrouter.ai" in base
 
 
 def model_label(model: BaseChatModel) -> str:

@@ -146,6 +146,7 @@ class ChatFusion(FusionSettings, BaseChatModel):
             tools=self.tools,
             backend=backend,
             analysis_limits=self.analysis_limits,
+            research_tools=self.research_tools,
             temperature=self.panel_temperature,
         )
         outer = self.outer_model or self.judge_model or self._fusion.configuration.parameters.judge

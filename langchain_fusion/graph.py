@@ -7,6 +7,7 @@ from functools import partial
 from typing import Any
 
 from langchain_core.runnables import RunnableLambda
+from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
@@ -28,6 +29,7 @@ def create_fusion_graph(
     synthesize: bool = True,
     backend: OpenAICompatibleBackend | None = None,
     analysis_limits: AnalysisLimits | None = None,
+    research_tools: Sequence[BaseTool] | None = None,
     checkpointer: Checkpointer = None,
     name: str = "fusion",
 ) -> CompiledStateGraph[FusionState, None, InputState, OutputState]:
@@ -45,6 +47,10 @@ def create_fusion_graph(
         backend: Where slugs run; default OpenRouter (`OPENROUTER_BASE_URL`,
             `OPENROUTER_API_KEY`).
         analysis_limits: Tighter bounds on the judge's schema, for small local judges.
+        research_tools: Your own LangChain tools for panelists and the judge, in place of
+            the web tools that `parameters.tools` names (`tools: []` still turns research
+            off). On OpenRouter the web tools run server-side; elsewhere, local
+            `web_search` (when a provider is configured) and `web_fetch` stand in.
 
     The graph takes `{"messages": [...]}` and returns `messages` (plus the final answer
     when synthesising), `result` (a `FusionResult`) and `answer`. Progress events stream
@@ -58,6 +64,7 @@ def create_fusion_graph(
         synthesize=synthesize,
         backend=backend,
         analysis_limits=analysis_limits,
+        research_tools=research_tools,
     )
     return build_graph(configuration, checkpointer=checkpointer, name=name)
 

@@ -9,9 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, BaseMessageChunk, HumanMessage
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    BaseMessageChunk,
+    HumanMessage,
+    ToolMessage,
+)
 from langchain_core.messages import SystemMessage as System
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.types import Send
 
 from langchain_fusion import events
@@ -24,12 +31,14 @@ from langchain_fusion.prompts import (
     judge_request,
     synthesis_request,
 )
+from langchain_fusion.research import deduplicate_sources, sources_of
 from langchain_fusion.result import (
     FailedModel,
     FusionAnalysis,
     FusionResult,
     FusionUsage,
     PanelResponse,
+    Source,
     TokenUsage,
 )
 from langchain_fusion.state import FusionState, PanelOutcome, PanelTask
@@ -74,21 +83,27 @@ def dispatch_panel(state: FusionState, *, configuration: FusionConfiguration) ->
 def panelist(
     task: PanelTask, config: RunnableConfig, *, configuration: FusionConfiguration
 ) -> dict[str, Any]:
-    """Ask one panel model, streaming its answer.
+    """Ask one panel model, streaming its answer, with at most `max_tool_calls` tool steps.
 
     Reads one `PanelTask`. Writes one `panel_outcomes` entry, an answer or a failure (a
     failure never stops the other panelists). Emits `panel.delta`, then `panel.completed`
     or `panel.failed`.
     """
     seat = configuration.panel[task.index]
-    message: BaseMessageChunk | None = None
+    turn = _ResearchTurn(list(task.messages), configuration.parameters.max_tool_calls)
     try:
-        for chunk in seat.model.stream(task.messages, config):
-            _emit_delta(seat, chunk)
-            message = _merge(message, chunk)
+        while True:
+            model = turn.model_for(seat.model, seat.research_model)
+            message: BaseMessageChunk | None = None
+            for chunk in model.stream(turn.transcript, config):
+                _emit_delta(seat, chunk)
+                message = _merge(message, chunk)
+            if not turn.needs_tools(message, model is seat.research_model):
+                break
+            turn.add_results(configuration.tools.run(turn.last_call, config))
     except Exception as error:  # recorded as the contract says; the panel goes on
-        return _panel_failure(seat, error)
-    return _panel_answer(seat, message)
+        return _panel_failure(seat, error, turn)
+    return _panel_answer(seat, message, turn)
 
 
 async def apanelist(
@@ -96,14 +111,62 @@ async def apanelist(
 ) -> dict[str, Any]:
     """Async `panelist`: same reads, writes and events."""
     seat = configuration.panel[task.index]
-    message: BaseMessageChunk | None = None
+    turn = _ResearchTurn(list(task.messages), configuration.parameters.max_tool_calls)
     try:
-        async for chunk in seat.model.astream(task.messages, config):
-            _emit_delta(seat, chunk)
-            message = _merge(message, chunk)
+        while True:
+            model = turn.model_for(seat.model, seat.research_model)
+            message: BaseMessageChunk | None = None
+            async for chunk in model.astream(turn.transcript, config):
+                _emit_delta(seat, chunk)
+                message = _merge(message, chunk)
+            if not turn.needs_tools(message, model is seat.research_model):
+                break
+            turn.add_results(await configuration.tools.arun(turn.last_call, config))
     except Exception as error:
-        return _panel_failure(seat, error)
-    return _panel_answer(seat, message)
+        return _panel_failure(seat, error, turn)
+    return _panel_answer(seat, message, turn)
+
+
+class _ResearchTurn:
+    """One model's research loop: the transcript, the steps taken, usage and sources."""
+
+    def __init__(self, transcript: list[BaseMessage], max_steps: int) -> None:
+        self.transcript = transcript
+        self.max_steps = max_steps
+        self.steps = 0
+        self.usage = TokenUsage()
+        self.sources: list[Source] = []
+        self.last_call = AIMessage("")
+        self.counted: BaseMessage | None = None
+
+    def model_for(
+        self,
+        answering: Runnable[LanguageModelInput, Any],
+        researching: Runnable[LanguageModelInput, Any] | None,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Tools while steps remain; after the last step, the model with no tools bound."""
+        if researching is not None and self.steps < self.max_steps:
+            return researching
+        return answering
+
+    def needs_tools(self, message: BaseMessage | None, researching: bool) -> bool:
+        """Count the call; True when it asked for tools that should now run."""
+        if message is None:
+            return False
+        self.counted = message
+        self.usage += usage_of(message)
+        self.sources += sources_of([message])
+        calls = getattr(message, "tool_calls", None)
+        if not (researching and calls):
+            return False
+        self.steps += 1
+        self.last_call = AIMessage(content=message.content, tool_calls=calls)
+        self.transcript.append(self.last_call)
+        return True
+
+    def add_results(self, results: list[ToolMessage]) -> None:
+        self.transcript += results
+        self.sources += sources_of(results)
 
 
 def _merge(total: BaseMessageChunk | None, chunk: BaseMessage) -> BaseMessageChunk:
@@ -122,12 +185,14 @@ def _emit_delta(seat: PanelSeat, chunk: BaseMessage) -> None:
         )
 
 
-def _panel_failure(seat: PanelSeat, error: BaseException) -> dict[str, Any]:
+def _panel_failure(seat: PanelSeat, error: BaseException, turn: _ResearchTurn) -> dict[str, Any]:
     outcome = PanelOutcome(
         index=seat.index,
         model=seat.label,
         error=describe_error(error),
         status_code=status_code_of(error),
+        usage=turn.usage,
+        sources=tuple(turn.sources),
     )
     events.emit(
         events.PANEL_FAILED,
@@ -139,12 +204,18 @@ def _panel_failure(seat: PanelSeat, error: BaseException) -> dict[str, Any]:
     return {"panel_outcomes": [outcome]}
 
 
-def _panel_answer(seat: PanelSeat, message: BaseMessage | None) -> dict[str, Any]:
+def _panel_answer(
+    seat: PanelSeat, message: BaseMessage | None, turn: _ResearchTurn
+) -> dict[str, Any]:
     content = message.text if message is not None else ""
-    usage = usage_of(message) if message is not None else TokenUsage()
+    usage = turn.usage
     if not content.strip():
         outcome = PanelOutcome(
-            index=seat.index, model=seat.label, error="empty completion", usage=usage
+            index=seat.index,
+            model=seat.label,
+            error="empty completion",
+            usage=usage,
+            sources=tuple(turn.sources),
         )
         events.emit(
             events.PANEL_FAILED,
@@ -155,7 +226,9 @@ def _panel_answer(seat: PanelSeat, message: BaseMessage | None) -> dict[str, Any
         )
         return {"panel_outcomes": [outcome]}
     name = _reported_model(message) or seat.label
-    outcome = PanelOutcome(index=seat.index, model=name, content=content, usage=usage)
+    outcome = PanelOutcome(
+        index=seat.index, model=name, content=content, usage=usage, sources=tuple(turn.sources)
+    )
     events.emit(
         events.PANEL_COMPLETED,
         model=name,
@@ -176,17 +249,24 @@ def judge(
 
     Reads `messages` (never system or developer messages) and `panel_outcomes`. Writes
     `analysis`, `judge_failure`, `judge_error` and `result`. Emits `analysis.in_progress`,
-    `analysis.completed` and `completed`. Calls no model when no panelist answered.
+    `analysis.completed` and `completed`. Calls no model when no panelist answered. With
+    research tools, the judge too may take `max_tool_calls` tool steps.
     """
     responses = _responses(state)
     if not responses:
         return _conclude(state, configuration, None)
     events.emit(events.ANALYSIS_IN_PROGRESS, model=configuration.judge_label)
+    turn = _ResearchTurn(_judge_messages(state, responses), configuration.parameters.max_tool_calls)
     try:
-        output = configuration.judge.invoke(_judge_messages(state, responses), config)
+        while configuration.judge_research is not None and turn.steps < turn.max_steps:
+            message = configuration.judge_research.invoke(turn.transcript, config)
+            if not turn.needs_tools(message, researching=True):
+                return _conclude(state, configuration, _raw_output(message), turn)
+            turn.add_results(configuration.tools.run(turn.last_call, config))
+        output = configuration.judge.invoke(turn.transcript, config)
     except Exception as error:
         output = _salvage_judge_output(error)
-    return _conclude(state, configuration, output)
+    return _conclude(state, configuration, output, turn)
 
 
 async def ajudge(
@@ -197,11 +277,22 @@ async def ajudge(
     if not responses:
         return _conclude(state, configuration, None)
     events.emit(events.ANALYSIS_IN_PROGRESS, model=configuration.judge_label)
+    turn = _ResearchTurn(_judge_messages(state, responses), configuration.parameters.max_tool_calls)
     try:
-        output = await configuration.judge.ainvoke(_judge_messages(state, responses), config)
+        while configuration.judge_research is not None and turn.steps < turn.max_steps:
+            message = await configuration.judge_research.ainvoke(turn.transcript, config)
+            if not turn.needs_tools(message, researching=True):
+                return _conclude(state, configuration, _raw_output(message), turn)
+            turn.add_results(await configuration.tools.arun(turn.last_call, config))
+        output = await configuration.judge.ainvoke(turn.transcript, config)
     except Exception as error:
         output = _salvage_judge_output(error)
-    return _conclude(state, configuration, output)
+    return _conclude(state, configuration, output, turn)
+
+
+def _raw_output(message: BaseMessage) -> dict[str, Any]:
+    """A researching judge's reply, shaped like the structured judge's output."""
+    return {"raw": message, "parsed": None, "parsing_error": None}
 
 
 def _responses(state: FusionState) -> list[PanelResponse]:
@@ -268,14 +359,17 @@ def _conclude(
     state: FusionState,
     configuration: FusionConfiguration,
     judge_output: dict[str, Any] | BaseException | None,
+    turn: _ResearchTurn | None = None,
 ) -> dict[str, Any]:
     """Assemble the result from the panel's outcomes and the judge's output (if it ran)."""
     analysis = failure = error = None
-    judge_usage = TokenUsage()
+    judge_usage = turn.usage if turn is not None else TokenUsage()
+    judge_sources = turn.sources if turn is not None else []
     if isinstance(judge_output, BaseException):
         failure, error = "judge_upstream_error", describe_error(judge_output)
     elif judge_output is not None:
-        judge_usage = usage_of(judge_output.get("raw"))
+        if turn is None or judge_output.get("raw") is not turn.counted:
+            judge_usage = judge_usage + usage_of(judge_output.get("raw"))
         analysis, failure, error = read_analysis(judge_output)
         if failure is not None and judge_output.get("parsing_error") is not None:
             error = f"{error} ({describe_error(judge_output['parsing_error'])})"
@@ -297,6 +391,9 @@ def _conclude(
         analysis=analysis,
         responses=_responses(state),
         failed_models=failed,
+        sources=deduplicate_sources(
+            [source for outcome in outcomes for source in outcome.sources] + judge_sources
+        ),
         usage=usage,
     )
     if not result.responses:

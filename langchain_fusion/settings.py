@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict
 
 from langchain_fusion.backends import ModelLike, OpenAICompatibleBackend
@@ -34,6 +35,8 @@ class FusionSettings(BaseModel):
     backend: OpenAICompatibleBackend | None = None
     """Where slugs run; default OpenRouter from the environment."""
     analysis_limits: AnalysisLimits | None = None
+    research_tools: list[BaseTool] | None = None
+    """Your own tools for panelists and the judge, in place of the web tools."""
 
     def fusion_parameters(self, **overrides: Any) -> FusionParameters:
         """The effective `FusionParameters`, validated (raises `FusionParameterError`)."""
@@ -69,4 +72,5 @@ class FusionSettings(BaseModel):
             synthesize=synthesize,
             backend=backend,
             analysis_limits=self.analysis_limits,
+            research_tools=self.research_tools,
         )

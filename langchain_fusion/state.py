@@ -10,7 +10,13 @@ from typing import Annotated
 from langchain_core.messages import AnyMessage
 from langgraph.graph import add_messages
 
-from langchain_fusion.result import FailureReason, FusionAnalysis, FusionResult, TokenUsage
+from langchain_fusion.result import (
+    FailureReason,
+    FusionAnalysis,
+    FusionResult,
+    Source,
+    TokenUsage,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,8 @@ class PanelOutcome:
     error: str | None = None
     status_code: int | None = None
     usage: TokenUsage = field(default_factory=TokenUsage)
+    sources: tuple[Source, ...] = ()
+    """Pages this panelist retrieved while researching."""
 
 
 @dataclass

@@ -101,10 +101,10 @@ def test_content_for_the_model_and_the_result_as_artifact(
     assert "<analysis>" in message.content
     for response in result.responses:
         assert response.content in message.content
-    # Panel and judge never get the fusion tool (nor any tool).
+    # Panel and judge never get the fusion tool: only the research tools.
     for model in [*PANEL, JUDGE]:
         (request,) = scripted_server.requests_for(model)
-        assert "tools" not in request.body
+        assert [t["function"]["name"] for t in request.body["tools"]] == ["web_fetch"]
         assert request.body["messages"][-1]["content"]  # something was asked
 
 

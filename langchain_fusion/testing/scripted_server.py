@@ -117,6 +117,9 @@ class ModelScript:
             not valid JSON.
 
     Usage:
+        annotations: URL citations sent with the answer (``message.annotations`` and the
+            last delta of a stream), as OpenRouter reports the pages its server-side web
+            tools read: ``{"url": ..., "title": ...}`` items.
         cost_per_token: When set, ``usage.cost = total_tokens * cost_per_token``, as
             OpenRouter reports cost.
 
@@ -141,6 +144,7 @@ class ModelScript:
     malformed_body: bool = False
     empty: bool = False
     cost_per_token: float | None = None
+    annotations: Sequence[Mapping[str, str]] | None = None
 
     def __post_init__(self) -> None:
         """Reject settings that could only produce confusing test failures later."""
@@ -747,6 +751,8 @@ def _plan_completion(
         message: JsonDict = {"role": "assistant", "content": text, "refusal": None}
         if calls:
             message["tool_calls"] = calls
+        if script.annotations:
+            message["annotations"] = _url_citations(script.annotations)
         payload = {
             "id": completion_id,
             "object": "chat.completion",
@@ -793,7 +799,10 @@ def _plan_completion(
             (step, chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
             for piece in arg_pieces
         ]
-    events.append((0.0, chunk({}, finish_reason)))
+    last_delta: JsonDict = {}
+    if script.annotations:
+        last_delta["annotations"] = _url_citations(script.annotations)
+    events.append((0.0, chunk(last_delta, finish_reason)))
     if include_usage:
         final = {
             "id": completion_id,
@@ -813,6 +822,14 @@ _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
 ]
+
+
+def _url_citations(annotations: Sequence[Mapping[str, str]]) -> list[JsonDict]:
+    """OpenRouter's shape for the pages a web tool read."""
+    return [
+        {"type": "url_citation", "url_citation": {"url": a["url"], "title": a.get("title", "")}}
+        for a in annotations
+    ]
 
 
 def _sse(data: JsonDict) -> bytes:
