@@ -93,7 +93,8 @@ def test_a_first_turn_tool_call_then_an_answer(scripted_server: ScriptedOpenAISe
     )
     result = graph.invoke({"messages": QUESTION})["result"]
     first, second = chat(scripted_server, "panel-a")
-    assert tool_names(first) == ["lookup"] and tool_names(second) == ["lookup"]
+    assert tool_names(first) == ["lookup"]
+    assert tool_names(second) == ["lookup"]
     assert second.body["messages"][-1] == {
         "role": "tool",
         "content": "notes for api",
