@@ -19,6 +19,9 @@ from langchain_fusion.parameters import FusionParameters
 from langchain_fusion.result import AnalysisLimits
 from langchain_fusion.state import FusionState, InputState, OutputState
 
+DEPTH_METADATA_KEY = "fusion_depth"
+"""Run metadata set on every deliberation; inherited by anything run inside it."""
+
 
 def create_fusion_graph(
     parameters: FusionParameters | Mapping[str, Any] | None = None,
@@ -96,7 +99,21 @@ def build_graph(
         builder.add_edge(nodes.SYNTHESIS, END)
     else:
         builder.add_edge(nodes.JUDGE, END)
-    return builder.compile(checkpointer=checkpointer, name=name)
+    graph = builder.compile(checkpointer=checkpointer, name=name)
+    # Every run carries the set-up in its trace; `fusion_depth` also marks what runs inside
+    # a deliberation, where the fusion tool refuses to run again.
+    return graph.with_config(metadata=run_metadata(configuration), tags=["fusion"])
+
+
+def run_metadata(configuration: FusionConfiguration) -> dict[str, Any]:
+    """What a trace records about a deliberation: panel, judge, preset and depth."""
+    return {
+        DEPTH_METADATA_KEY: 1,
+        "fusion_panel": [seat.label for seat in configuration.panel],
+        "fusion_judge": configuration.judge_label,
+        "fusion_preset": configuration.parameters.preset,
+        "fusion_max_tool_calls": configuration.parameters.max_tool_calls,
+    }
 
 
 def _bound(

@@ -21,13 +21,11 @@ from pydantic import BaseModel, Field, PrivateAttr, model_validator
 from langchain_fusion import events
 from langchain_fusion.backends import OpenAICompatibleBackend
 from langchain_fusion.configuration import FusionConfiguration
-from langchain_fusion.graph import build_graph
+from langchain_fusion.graph import DEPTH_METADATA_KEY, build_graph
 from langchain_fusion.prompts import FUSION_TOOL_DESCRIPTION, FUSION_TOOL_NAME, format_tool_content
 from langchain_fusion.result import FusionResult
 from langchain_fusion.settings import FusionSettings
 
-DEPTH_METADATA_KEY = "fusion_depth"
-"""Run metadata set on every deliberation; inherited by anything run inside it."""
 
 
 class DeliberationRecursionError(ToolException):
@@ -142,12 +140,6 @@ class FusionTool(FusionSettings, BaseTool):
             )
         return {
             "callbacks": run_manager.get_child() if run_manager else None,
-            "metadata": {
-                DEPTH_METADATA_KEY: 1,
-                "fusion_panel": [seat.label for seat in self._configuration.panel],
-                "fusion_judge": self._configuration.judge_label,
-                "fusion_preset": self._configuration.parameters.preset,
-            },
             "run_name": self.name,
             # The agent's `messages` stream shows its own model's tokens, not the panel's:
             # progress reaches it as custom events instead.
