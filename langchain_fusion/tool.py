@@ -27,7 +27,6 @@ from langchain_fusion.result import FusionResult
 from langchain_fusion.settings import FusionSettings
 
 
-
 class DeliberationRecursionError(ToolException):
     """Fusion was invoked from inside a deliberation: bounded to one level, as hosted."""
 
