@@ -8,15 +8,17 @@ Ready LangChain chat models of any provider can stand in for any slug.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.utils import from_env, secret_from_env
 from langchain_openai import ChatOpenAI
 from langchain_openai.chat_models.base import BaseChatOpenAI
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from langchain_fusion.parameters import ReasoningConfig
 
@@ -95,10 +97,13 @@ def _cost_of(usage: Any) -> float | None:
 class OpenAICompatibleBackend(BaseModel):
     """Turns model slugs into chat models on one OpenAI-compatible endpoint.
 
-    All models of a backend share the OpenAI client's connection pool.
+    All models of a backend share one connection pool (one sync and one async HTTP client,
+    made on first use); `close()` / `aclose()` release its connections.
     """
 
     model_config = ConfigDict(frozen=True)
+    _clients: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     base_url: str = Field(
         default_factory=from_env("OPENROUTER_BASE_URL", default=OPENROUTER_BASE_URL)
@@ -127,6 +132,8 @@ class OpenAICompatibleBackend(BaseModel):
         """The chat model for `slug` on this backend."""
         return ChatOpenAICompatible(
             model=slug,
+            http_client=self._client("sync"),
+            http_async_client=self._client("async"),
             base_url=self.base_url,
             # Without a key the request still goes out; the server answers 401 itself.
             api_key=self.api_key or SecretStr("not-set"),
@@ -136,6 +143,32 @@ class OpenAICompatibleBackend(BaseModel):
             seed=panel_index if self.seed_per_panelist else None,
             **self.model_settings,
         )
+
+    def _client(self, kind: str) -> Any:
+        with self._lock:
+            if kind not in self._clients:
+                factory = (
+                    openai.DefaultHttpxClient if kind == "sync" else openai.DefaultAsyncHttpxClient
+                )
+                # The OpenAI SDK's own client settings (its pool limits, redirects), with the
+                # backend's timeout applied per request by the SDK.
+                self._clients[kind] = factory()
+            return self._clients[kind]
+
+    def close(self) -> None:
+        """Close the sync client's connections (async ones: `aclose`)."""
+        with self._lock:
+            client = self._clients.pop("sync", None)
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close both clients' connections."""
+        self.close()
+        with self._lock:
+            client = self._clients.pop("async", None)
+        if client is not None:
+            await client.aclose()
 
 
 ModelLike = str | BaseChatModel

@@ -119,6 +119,8 @@ class ChatFusion(FusionSettings, BaseChatModel):
     stop: list[str] | None = None
     streaming: bool = False
     tool_choice: ToolChoice | None = None
+    max_invocations: int | None = None
+    """Deliberations per conversation (see `FusionTool.max_invocations`)."""
 
     _fusion: FusionTool = PrivateAttr()
     _outer: BaseChatModel = PrivateAttr()
@@ -147,7 +149,10 @@ class ChatFusion(FusionSettings, BaseChatModel):
             backend=backend,
             analysis_limits=self.analysis_limits,
             research_tools=self.research_tools,
+            limits=self.fusion_limits(),
+            fallback_judge_model=self.fallback_judge_model,
             temperature=self.panel_temperature,
+            max_invocations=self.max_invocations,
         )
         outer = self.outer_model or self.judge_model or self._fusion.configuration.parameters.judge
         self._outer = configure_inner_call(
@@ -421,7 +426,9 @@ class _Turn:
         if not calls or self.results:
             return []
         self.transcript.append(AIMessage(content=message.content, tool_calls=tool_calls))
-        history = [m for m in self.conversation if not isinstance(m, ToolMessage)]
+        # The whole conversation: the tool leaves out the tool plumbing itself, and counts
+        # its own earlier results for `max_invocations`.
+        history = list(self.conversation)
         return [
             ToolCall(
                 name=FUSION_TOOL_NAME,

@@ -13,6 +13,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_openai.chat_models.base import BaseChatOpenAI
+from pydantic import ValidationError
 
 from langchain_fusion.backends import (
     ModelLike,
@@ -22,6 +23,7 @@ from langchain_fusion.backends import (
     resolve_model,
     runs_server_tools,
 )
+from langchain_fusion.limits import FusionLimits
 from langchain_fusion.parameters import (
     MAX_PANEL,
     MIN_PANEL,
@@ -65,6 +67,10 @@ class FusionConfiguration:
     """The outer model writing the final answer; None when the caller writes it (tool form)."""
     judge_research: Runnable[LanguageModelInput, BaseMessage] | None = None
     """The judge with research tools and the analysis schema in one request, or None."""
+    limits: FusionLimits = field(default_factory=FusionLimits)
+    fallback_judge_label: str | None = None
+    fallback_judge: Runnable[LanguageModelInput, Any] | None = None
+    """Asked when the judge fails (after its one retry)."""
     tools: ToolRunner = field(default_factory=lambda: ToolRunner(()))
     """The local research tools (web search and fetch, or the caller's own); maybe none."""
 
@@ -80,6 +86,8 @@ class FusionConfiguration:
         backend: OpenAICompatibleBackend | None = None,
         analysis_limits: AnalysisLimits | None = None,
         research_tools: Sequence[BaseTool] | None = None,
+        limits: FusionLimits | Mapping[str, Any] | None = None,
+        fallback_judge: ModelLike | None = None,
     ) -> FusionConfiguration:
         """Resolve slugs and instances into configured models.
 
@@ -93,6 +101,14 @@ class FusionConfiguration:
         if not MIN_PANEL <= len(entries) <= MAX_PANEL:
             raise FusionParameterError(
                 [f"panel = {len(entries)} models; allowed: {MIN_PANEL} to {MAX_PANEL} models"]
+            )
+        run_limits = limits_from(limits)
+        if run_limits.min_successful > len(entries):
+            raise FusionParameterError(
+                [
+                    f"min_successful = {run_limits.min_successful}: more than the panel's "
+                    f"{len(entries)} models; allowed: 1 to {len(entries)}"
+                ]
             )
         specs = params.effective_tools
         # On OpenRouter the hosted web tools run server-side; elsewhere we run stand-ins.
@@ -138,6 +154,19 @@ class FusionConfiguration:
             ).with_config(run_name="synthesis")
 
         judge_research = _judge_with_tools(configured_judge, schema, specs, local_tools, backend)
+        fallback_label = fallback = None
+        if fallback_judge is not None:
+            fallback_model = resolve_model(fallback_judge, backend)
+            fallback_label = model_label(fallback_model)
+            configured_fallback = configure_inner_call(
+                fallback_model,
+                temperature=0.0,
+                max_tokens=params.max_completion_tokens,
+                reasoning=params.reasoning,
+            )
+            fallback = _structured_judge(configured_fallback, schema).with_config(
+                run_name="judge:fallback"
+            )
         return cls(
             parameters=params,
             panel=tuple(seats),
@@ -147,6 +176,9 @@ class FusionConfiguration:
             synthesizer=synthesizer,
             judge_research=judge_research.with_config(run_name="judge") if judge_research else None,
             tools=ToolRunner(local_tools),
+            limits=run_limits,
+            fallback_judge_label=fallback_label,
+            fallback_judge=fallback,
         )
 
 
@@ -156,6 +188,20 @@ def _parameters(parameters: FusionParameters | Mapping[str, Any] | None) -> Fusi
     if isinstance(parameters, FusionParameters):
         return parameters
     return FusionParameters.from_json(parameters)
+
+
+def limits_from(limits: FusionLimits | Mapping[str, Any] | None) -> FusionLimits:
+    """`FusionLimits` from itself or its fields; bad values raise `FusionParameterError`."""
+    if limits is None:
+        return FusionLimits()
+    if isinstance(limits, FusionLimits):
+        return limits
+    try:
+        return FusionLimits.model_validate(dict(limits))
+    except ValidationError as error:
+        raise FusionParameterError(
+            [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
+        ) from None
 
 
 def _local_tools(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from langchain_fusion.result import FailedModel, FailureReason
@@ -35,6 +36,20 @@ def run_failure_reason(failed: Sequence[FailedModel]) -> FailureReason:
         return "insufficient_credits"
     if codes == {429}:
         return "rate_limited"
-    if codes == {404}:
+    if failed and all(_names_a_bad_model(failure) for failure in failed):
         return "invalid_model"
     return "all_panels_failed"
+
+
+# OpenRouter answers an unknown slug with 400 "... is not a valid model ID"; others 404.
+_BAD_MODEL = re.compile(
+    r"model.{0,80}(not a valid|not found|does not exist|unknown|invalid)"
+    r"|(invalid|unknown|no such) model",
+    re.IGNORECASE,
+)
+
+
+def _names_a_bad_model(failure: FailedModel) -> bool:
+    if failure.status_code == 404:
+        return True
+    return failure.status_code == 400 and bool(_BAD_MODEL.search(failure.error))

@@ -40,3 +40,19 @@ def emit(event_type: str, **fields: Any) -> None:
     except (RuntimeError, KeyError):  # outside a graph run: nobody is listening
         return
     writer({"type": event_type, **fields})
+
+
+def listening() -> bool:
+    """Whether the running graph's caller consumes custom events.
+
+    Streaming a panelist token by token costs far more CPU than one response (the OpenAI
+    SDK builds an object per chunk), so panelists stream only for a listener. LangGraph
+    gives nodes a no-op writer when nobody streams `custom`, and a writer that closes over
+    the stream otherwise; when the writer is of neither shape, assume someone listens.
+    """
+    try:
+        writer = get_stream_writer()
+    except (RuntimeError, KeyError):
+        return False
+    code = getattr(writer, "__code__", None)
+    return code is None or bool(code.co_freevars)

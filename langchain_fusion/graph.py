@@ -15,6 +15,7 @@ from langgraph.types import Checkpointer
 from langchain_fusion import nodes
 from langchain_fusion.backends import ModelLike, OpenAICompatibleBackend
 from langchain_fusion.configuration import FusionConfiguration
+from langchain_fusion.limits import FusionLimits
 from langchain_fusion.parameters import FusionParameters
 from langchain_fusion.result import AnalysisLimits
 from langchain_fusion.state import FusionState, InputState, OutputState
@@ -33,6 +34,8 @@ def create_fusion_graph(
     backend: OpenAICompatibleBackend | None = None,
     analysis_limits: AnalysisLimits | None = None,
     research_tools: Sequence[BaseTool] | None = None,
+    limits: FusionLimits | Mapping[str, Any] | None = None,
+    fallback_judge: ModelLike | None = None,
     checkpointer: Checkpointer = None,
     name: str = "fusion",
 ) -> CompiledStateGraph[FusionState, None, InputState, OutputState]:
@@ -54,6 +57,10 @@ def create_fusion_graph(
             the web tools that `parameters.tools` names (`tools: []` still turns research
             off). On OpenRouter the web tools run server-side; elsewhere, local
             `web_search` (when a provider is configured) and `web_fetch` stand in.
+        limits: `FusionLimits` (or its fields as a dict): `min_successful`,
+            `straggler_grace`, `deadline` (default 300 s), `max_total_tokens`, `max_cost`,
+            `prices`.
+        fallback_judge: A slug or chat model asked when the judge fails.
 
     The graph takes `{"messages": [...]}` and returns `messages` (plus the final answer
     when synthesising), `result` (a `FusionResult`) and `answer`. Progress events stream
@@ -68,6 +75,8 @@ def create_fusion_graph(
         backend=backend,
         analysis_limits=analysis_limits,
         research_tools=research_tools,
+        limits=limits,
+        fallback_judge=fallback_judge,
     )
     return build_graph(configuration, checkpointer=checkpointer, name=name)
 

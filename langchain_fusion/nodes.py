@@ -6,18 +6,26 @@ Nodes that call models come in pairs (`panelist` / `apanelist`, ...) so that `in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import asyncio
+import contextvars
+import threading
+from asyncio import FIRST_COMPLETED
+from collections.abc import Callable, Coroutine, Generator, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
+    AIMessageChunk,
     BaseMessage,
     BaseMessageChunk,
     HumanMessage,
     ToolMessage,
 )
 from langchain_core.messages import SystemMessage as System
+from langchain_core.messages.ai import add_ai_message_chunks
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.types import Send
 
@@ -25,7 +33,17 @@ from langchain_fusion import events
 from langchain_fusion.configuration import FusionConfiguration, PanelSeat
 from langchain_fusion.errors import describe_error, run_failure_reason, status_code_of
 from langchain_fusion.healing import heal_json
+from langchain_fusion.limits import (
+    RUNS,
+    BudgetExceededError,
+    BudgetSpent,
+    RunControl,
+    approximate_tokens,
+    check_budget,
+    estimate_budget,
+)
 from langchain_fusion.prompts import (
+    JUDGE_RETRY_PROMPT,
     JUDGE_SYSTEM_PROMPT,
     is_instruction_message,
     judge_request,
@@ -34,6 +52,7 @@ from langchain_fusion.prompts import (
 from langchain_fusion.research import deduplicate_sources, sources_of
 from langchain_fusion.result import (
     FailedModel,
+    FailureReason,
     FusionAnalysis,
     FusionResult,
     FusionUsage,
@@ -54,8 +73,10 @@ SYNTHESIS = "synthesis"
 def start(state: FusionState, *, configuration: FusionConfiguration) -> dict[str, Any]:
     """Check the conversation and announce the panel.
 
-    Reads `messages`. Writes nothing. Emits `in_progress` and one `panel.added` per seat.
-    Raises `ValueError` before any model is called when there is nothing to deliberate on.
+    Reads `messages`. Writes `run_key` (the run's deadline, quorum and budget ledger).
+    Emits `in_progress` and one `panel.added` per seat. Raises `ValueError` before any
+    model is called when there is nothing to deliberate on, or when the worst case could
+    exceed the budget (`BudgetExceededError`, with the estimate).
     """
     if not any(
         not is_instruction_message(message) and message.text.strip() for message in state.messages
@@ -63,16 +84,44 @@ def start(state: FusionState, *, configuration: FusionConfiguration) -> dict[str
         raise ValueError(
             "a deliberation needs a conversation with at least one non-empty user message"
         )
+    limits = configuration.limits
+    if limits.max_total_tokens is not None or limits.max_cost is not None:
+        check_budget(limits, _estimate(state, configuration))
+    run_key = RUNS.open(limits)
     events.emit(events.IN_PROGRESS, panel=[seat.label for seat in configuration.panel])
     for seat in configuration.panel:
         events.emit(events.PANEL_ADDED, model=seat.label, panel_index=seat.index)
-    return {}
+    return {"run_key": run_key}
+
+
+def _estimate(state: FusionState, configuration: FusionConfiguration) -> Any:
+    params = configuration.parameters
+    if params.max_completion_tokens is None:
+        raise BudgetExceededError(
+            "a budget (max_total_tokens / max_cost) needs max_completion_tokens, so that the "
+            "worst case of the run can be bounded before any model is called"
+        )
+    researching = any(seat.research_model is not None for seat in configuration.panel)
+    return estimate_budget(
+        prompt_tokens=approximate_tokens(state.messages),
+        panel=[seat.label for seat in configuration.panel],
+        judge=configuration.judge_label,
+        synthesizer=configuration.synthesizer_label,
+        max_completion_tokens=params.max_completion_tokens,
+        tool_steps=params.max_tool_calls if researching else 0,
+        judge_tool_steps=params.max_tool_calls if configuration.judge_research else 0,
+        prices=configuration.limits.prices,
+        judge_attempts=2 * (2 if configuration.fallback_judge is not None else 1),
+    )
 
 
 def dispatch_panel(state: FusionState, *, configuration: FusionConfiguration) -> list[Send]:
     """Fan out: one `panelist` run per seat, all in parallel, each with the whole conversation."""
     return [
-        Send(PANELIST, PanelTask(index=seat.index, messages=list(state.messages)))
+        Send(
+            PANELIST,
+            PanelTask(index=seat.index, messages=list(state.messages), run_key=state.run_key),
+        )
         for seat in configuration.panel
     ]
 
@@ -86,21 +135,33 @@ def panelist(
     """Ask one panel model, streaming its answer, with at most `max_tool_calls` tool steps.
 
     Reads one `PanelTask`. Writes one `panel_outcomes` entry, an answer or a failure (a
-    failure never stops the other panelists). Emits `panel.delta`, then `panel.completed`
-    or `panel.failed`.
+    failure never stops the other panelists; a panelist still running at the deadline, or
+    past the straggler grace, is recorded as timed out). Emits `panel.delta`, then
+    `panel.completed` or `panel.failed`.
     """
     seat = configuration.panel[task.index]
-    turn = _ResearchTurn(list(task.messages), configuration.parameters.max_tool_calls)
-    try:
+    control = RUNS.get(task.run_key, configuration.limits)
+    turn = _ResearchTurn(list(task.messages), configuration.parameters.max_tool_calls, control)
+
+    streaming = events.listening()
+
+    def research() -> BaseMessage | None:
         while True:
             model = turn.model_for(seat.model, seat.research_model)
-            message: BaseMessageChunk | None = None
-            for chunk in model.stream(turn.transcript, config):
-                _emit_delta(seat, chunk)
-                message = _merge(message, chunk)
-            if not turn.needs_tools(message, model is seat.research_model):
-                break
+            if streaming:
+                chunks = []
+                for chunk in model.stream(turn.transcript, config):
+                    _emit_delta(seat, chunk)
+                    chunks.append(chunk)
+                message = _joined(chunks)
+            else:
+                message = model.invoke(turn.transcript, config)
+            if not turn.needs_tools(seat.label, message, model is seat.research_model):
+                return message
             turn.add_results(configuration.tools.run(turn.last_call, config))
+
+    try:
+        message = _watch(research, control) if control.watching else research()
     except Exception as error:  # recorded as the contract says; the panel goes on
         return _panel_failure(seat, error, turn)
     return _panel_answer(seat, message, turn)
@@ -109,29 +170,104 @@ def panelist(
 async def apanelist(
     task: PanelTask, config: RunnableConfig, *, configuration: FusionConfiguration
 ) -> dict[str, Any]:
-    """Async `panelist`: same reads, writes and events."""
+    """Async `panelist`: same reads, writes and events; a stopped panelist's call is
+    cancelled, and its connection closed."""
     seat = configuration.panel[task.index]
-    turn = _ResearchTurn(list(task.messages), configuration.parameters.max_tool_calls)
-    try:
+    control = RUNS.get(task.run_key, configuration.limits)
+    turn = _ResearchTurn(list(task.messages), configuration.parameters.max_tool_calls, control)
+
+    streaming = events.listening()
+
+    async def research() -> BaseMessage | None:
         while True:
             model = turn.model_for(seat.model, seat.research_model)
-            message: BaseMessageChunk | None = None
-            async for chunk in model.astream(turn.transcript, config):
-                _emit_delta(seat, chunk)
-                message = _merge(message, chunk)
-            if not turn.needs_tools(message, model is seat.research_model):
-                break
+            if streaming:
+                chunks = []
+                async for chunk in model.astream(turn.transcript, config):
+                    _emit_delta(seat, chunk)
+                    chunks.append(chunk)
+                message = _joined(chunks)
+            else:
+                message = await model.ainvoke(turn.transcript, config)
+            if not turn.needs_tools(seat.label, message, model is seat.research_model):
+                return message
             turn.add_results(await configuration.tools.arun(turn.last_call, config))
+
+    try:
+        message = await (_awatch(research(), control) if control.watching else research())
     except Exception as error:
         return _panel_failure(seat, error, turn)
     return _panel_answer(seat, message, turn)
 
 
+class PanelistTimedOut(Exception):
+    """A panelist stopped by the deadline or the straggler policy."""
+
+
+def _watch(work: Callable[[], BaseMessage | None], control: RunControl) -> BaseMessage | None:
+    """Run `work` in a thread; give up on it at the deadline or past the straggler grace.
+
+    A thread blocked in a socket read cannot be interrupted: an abandoned call finishes
+    (or times out) on its own, its answer discarded. Async runs cancel instead.
+    """
+    outcome: list[BaseMessage | None] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as error:
+            failure.append(error)
+        with control.changed:
+            control.changed.notify_all()
+
+    context = contextvars.copy_context()  # the graph's config and stream writer
+    threading.Thread(target=context.run, args=(run,), daemon=True, name="panelist").start()
+    with control.changed:
+        while not (outcome or failure):
+            if control.should_give_up():
+                raise PanelistTimedOut(control.give_up_reason())
+            control.changed.wait(timeout=control.seconds_left())
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+async def _awatch(
+    work: Coroutine[Any, Any, BaseMessage | None], control: RunControl
+) -> BaseMessage | None:
+    """Await `work`; cancel it at the deadline or past the straggler grace."""
+    task = asyncio.ensure_future(work)
+    answered = control.quorum_event()
+    waiter: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            answered.clear()
+            waiter = asyncio.ensure_future(answered.wait())
+            done, _ = await asyncio.wait(
+                {task, waiter}, timeout=control.seconds_left(), return_when=FIRST_COMPLETED
+            )
+            waiter.cancel()
+            if task in done:
+                return task.result()
+            if control.should_give_up():
+                raise PanelistTimedOut(control.give_up_reason())
+    finally:
+        # Also when the caller cancels us: nothing of this panelist may outlive the run.
+        control.forget_event(answered)
+        for pending in (waiter, task):
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with suppress(asyncio.CancelledError, Exception):
+                    await pending
+
+
 class _ResearchTurn:
     """One model's research loop: the transcript, the steps taken, usage and sources."""
 
-    def __init__(self, transcript: list[BaseMessage], max_steps: int) -> None:
+    def __init__(self, transcript: list[BaseMessage], max_steps: int, control: RunControl) -> None:
         self.transcript = transcript
+        self.control = control
         self.max_steps = max_steps
         self.steps = 0
         self.usage = TokenUsage()
@@ -145,16 +281,19 @@ class _ResearchTurn:
         researching: Runnable[LanguageModelInput, Any] | None,
     ) -> Runnable[LanguageModelInput, Any]:
         """Tools while steps remain; after the last step, the model with no tools bound."""
+        self.control.ensure_budget()  # no new call once the budget is spent
         if researching is not None and self.steps < self.max_steps:
             return researching
         return answering
 
-    def needs_tools(self, message: BaseMessage | None, researching: bool) -> bool:
+    def needs_tools(self, model: str, message: BaseMessage | None, researching: bool) -> bool:
         """Count the call; True when it asked for tools that should now run."""
         if message is None:
             return False
         self.counted = message
-        self.usage += usage_of(message)
+        usage = usage_of(message)
+        self.usage += usage
+        self.control.spend(model, usage)
         self.sources += sources_of([message])
         calls = getattr(message, "tool_calls", None)
         if not (researching and calls):
@@ -167,6 +306,16 @@ class _ResearchTurn:
     def add_results(self, results: list[ToolMessage]) -> None:
         self.transcript += results
         self.sources += sources_of(results)
+
+
+def _joined(chunks: list[BaseMessage]) -> BaseMessage | None:
+    """One message from a stream's chunks, merged once (not chunk by chunk)."""
+    if not chunks:
+        return None
+    first, *rest = chunks
+    if not all(isinstance(chunk, AIMessageChunk) for chunk in chunks):
+        raise TypeError("expected streamed AI message chunks")
+    return add_ai_message_chunks(cast(AIMessageChunk, first), *cast(list[AIMessageChunk], rest))
 
 
 def _merge(total: BaseMessageChunk | None, chunk: BaseMessage) -> BaseMessageChunk:
@@ -229,6 +378,7 @@ def _panel_answer(
     outcome = PanelOutcome(
         index=seat.index, model=name, content=content, usage=usage, sources=tuple(turn.sources)
     )
+    turn.control.record_success()
     events.emit(
         events.PANEL_COMPLETED,
         model=name,
@@ -240,6 +390,28 @@ def _panel_answer(
 
 
 # --- judge ------------------------------------------------------------------------------
+#
+# The judge's steps (research, the structured call, one retry with the parse error, the
+# fallback judge) are written once, as a generator of calls; `judge` and `ajudge` only
+# differ in how they make each call.
+
+
+@dataclass(frozen=True)
+class _Invoke:
+    """Call `runnable` on `messages`."""
+
+    runnable: Runnable[LanguageModelInput, Any]
+    messages: list[BaseMessage]
+
+
+@dataclass(frozen=True)
+class _RunTools:
+    """Run the tool calls of `message`."""
+
+    message: AIMessage
+
+
+_JudgePlan = Generator["_Invoke | _RunTools", Any, dict[str, Any]]
 
 
 def judge(
@@ -249,45 +421,153 @@ def judge(
 
     Reads `messages` (never system or developer messages) and `panel_outcomes`. Writes
     `analysis`, `judge_failure`, `judge_error` and `result`. Emits `analysis.in_progress`,
-    `analysis.completed` and `completed`. Calls no model when no panelist answered. With
-    research tools, the judge too may take `max_tool_calls` tool steps.
+    `analysis.completed` and `completed`. Calls no model when fewer than `min_successful`
+    panelists answered. With research tools, the judge too may take `max_tool_calls` tool
+    steps; an unusable reply is retried once with the parse error shown, then the fallback
+    judge (if any) is asked.
     """
-    responses = _responses(state)
-    if not responses:
-        return _conclude(state, configuration, None)
-    events.emit(events.ANALYSIS_IN_PROGRESS, model=configuration.judge_label)
-    turn = _ResearchTurn(_judge_messages(state, responses), configuration.parameters.max_tool_calls)
+    plan = _judge_plan(state, configuration)
     try:
-        while configuration.judge_research is not None and turn.steps < turn.max_steps:
-            message = configuration.judge_research.invoke(turn.transcript, config)
-            if not turn.needs_tools(message, researching=True):
-                return _conclude(state, configuration, _raw_output(message), turn)
-            turn.add_results(configuration.tools.run(turn.last_call, config))
-        output = configuration.judge.invoke(turn.transcript, config)
-    except Exception as error:
-        output = _salvage_judge_output(error)
-    return _conclude(state, configuration, output, turn)
+        step = next(plan)
+        while True:
+            try:
+                if isinstance(step, _Invoke):
+                    outcome: Any = step.runnable.invoke(step.messages, config)
+                else:
+                    outcome = configuration.tools.run(step.message, config)
+            except Exception as error:
+                salvaged = _salvage_judge_output(error)
+                step = plan.send(salvaged) if isinstance(salvaged, dict) else plan.throw(error)
+            else:
+                step = plan.send(outcome)
+    except StopIteration as done:
+        return cast(dict[str, Any], done.value)
 
 
 async def ajudge(
     state: FusionState, config: RunnableConfig, *, configuration: FusionConfiguration
 ) -> dict[str, Any]:
     """Async `judge`: same reads, writes and events."""
-    responses = _responses(state)
-    if not responses:
-        return _conclude(state, configuration, None)
-    events.emit(events.ANALYSIS_IN_PROGRESS, model=configuration.judge_label)
-    turn = _ResearchTurn(_judge_messages(state, responses), configuration.parameters.max_tool_calls)
+    plan = _judge_plan(state, configuration)
     try:
-        while configuration.judge_research is not None and turn.steps < turn.max_steps:
-            message = await configuration.judge_research.ainvoke(turn.transcript, config)
-            if not turn.needs_tools(message, researching=True):
-                return _conclude(state, configuration, _raw_output(message), turn)
-            turn.add_results(await configuration.tools.arun(turn.last_call, config))
-        output = await configuration.judge.ainvoke(turn.transcript, config)
-    except Exception as error:
-        output = _salvage_judge_output(error)
-    return _conclude(state, configuration, output, turn)
+        step = next(plan)
+        while True:
+            try:
+                if isinstance(step, _Invoke):
+                    outcome: Any = await step.runnable.ainvoke(step.messages, config)
+                else:
+                    outcome = await configuration.tools.arun(step.message, config)
+            except Exception as error:
+                salvaged = _salvage_judge_output(error)
+                step = plan.send(salvaged) if isinstance(salvaged, dict) else plan.throw(error)
+            else:
+                step = plan.send(outcome)
+    except StopIteration as done:
+        return cast(dict[str, Any], done.value)
+
+
+@dataclass
+class _Verdict:
+    """What the judge stage produced, whichever judge produced it."""
+
+    analysis: FusionAnalysis | None = None
+    failure: str | None = None
+    error: str | None = None
+    usage_by_model: dict[str, TokenUsage] = field(default_factory=dict)
+    sources: list[Source] = field(default_factory=list)
+
+    def spend(self, model: str, usage: TokenUsage) -> None:
+        self.usage_by_model[model] = self.usage_by_model.get(model, TokenUsage()) + usage
+
+
+def _judge_plan(state: FusionState, configuration: FusionConfiguration) -> _JudgePlan:
+    control = RUNS.get(state.run_key, configuration.limits)
+    responses = _responses(state)
+    if len(responses) < configuration.limits.min_successful:
+        return _conclude(state, configuration, None)
+    verdict = _Verdict()
+    judges: list[tuple[str, Runnable[LanguageModelInput, Any], Any]] = [
+        (configuration.judge_label, configuration.judge, configuration.judge_research)
+    ]
+    if configuration.fallback_judge is not None:
+        label = configuration.fallback_judge_label or "fallback judge"
+        judges.append((label, configuration.fallback_judge, None))
+    for label, structured, research in judges:
+        events.emit(events.ANALYSIS_IN_PROGRESS, model=label)
+        transcript = _judge_messages(state, responses)
+        try:
+            output = yield from _judge_attempt(
+                label, structured, research, transcript, configuration, control, verdict
+            )
+            verdict.analysis, verdict.failure, verdict.error = read_analysis(output)
+            if verdict.failure in _PARSE_FAILURES:
+                # Once more, with the reason the reply could not be used.
+                raw = output.get("raw")
+                retry = [
+                    *transcript,
+                    AIMessage(raw.text if isinstance(raw, BaseMessage) else ""),
+                    HumanMessage(JUDGE_RETRY_PROMPT.format(error=_short(verdict.error))),
+                ]
+                control.ensure_budget()
+                output = _salvaged((yield _Invoke(structured, retry)))
+                verdict.spend(label, _spent(output, control, label))
+                verdict.analysis, verdict.failure, verdict.error = read_analysis(output)
+        except BudgetSpent as spent:
+            verdict.failure, verdict.error = "budget_exceeded", str(spent)
+            break
+        except Exception as error:
+            verdict.analysis = None
+            verdict.failure, verdict.error = "judge_upstream_error", describe_error(error)
+        if verdict.analysis is not None:
+            break
+    return _conclude(state, configuration, verdict)
+
+
+_PARSE_FAILURES = {"judge_not_valid_json", "judge_schema_mismatch", "judge_empty_completion"}
+
+
+def _judge_attempt(
+    label: str,
+    structured: Runnable[LanguageModelInput, Any],
+    research: Runnable[LanguageModelInput, Any] | None,
+    transcript: list[BaseMessage],
+    configuration: FusionConfiguration,
+    control: RunControl,
+    verdict: _Verdict,
+) -> Generator[_Invoke | _RunTools, Any, dict[str, Any]]:
+    """One judge: research while steps remain, then the structured call."""
+    turn = _ResearchTurn(transcript, configuration.parameters.max_tool_calls, control)
+    try:
+        while research is not None and turn.steps < turn.max_steps:
+            control.ensure_budget()
+            message = yield _Invoke(research, turn.transcript)
+            if isinstance(message, dict):  # a salvaged reply the client refused to parse
+                return message
+            if not turn.needs_tools(label, message, researching=True):
+                return _raw_output(message)
+            turn.add_results((yield _RunTools(turn.last_call)))
+        control.ensure_budget()
+        output = _salvaged((yield _Invoke(structured, turn.transcript)))
+        turn.usage += _spent(output, control, label)
+        return output
+    finally:
+        verdict.spend(label, turn.usage)
+        verdict.sources += turn.sources
+
+
+def _salvaged(output: Any) -> dict[str, Any]:
+    return output if isinstance(output, dict) else _raw_output(output)
+
+
+def _spent(output: dict[str, Any], control: RunControl, label: str) -> TokenUsage:
+    usage = usage_of(output.get("raw"))
+    control.spend(label, usage)
+    return usage
+
+
+def _short(text: str | None, limit: int = 1_500) -> str:
+    text = text or "unknown problem"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _raw_output(message: BaseMessage) -> dict[str, Any]:
@@ -356,60 +636,58 @@ def read_analysis(output: dict[str, Any]) -> tuple[FusionAnalysis | None, str | 
 
 
 def _conclude(
-    state: FusionState,
-    configuration: FusionConfiguration,
-    judge_output: dict[str, Any] | BaseException | None,
-    turn: _ResearchTurn | None = None,
+    state: FusionState, configuration: FusionConfiguration, verdict: _Verdict | None
 ) -> dict[str, Any]:
-    """Assemble the result from the panel's outcomes and the judge's output (if it ran)."""
-    analysis = failure = error = None
-    judge_usage = turn.usage if turn is not None else TokenUsage()
-    judge_sources = turn.sources if turn is not None else []
-    if isinstance(judge_output, BaseException):
-        failure, error = "judge_upstream_error", describe_error(judge_output)
-    elif judge_output is not None:
-        if turn is None or judge_output.get("raw") is not turn.counted:
-            judge_usage = judge_usage + usage_of(judge_output.get("raw"))
-        analysis, failure, error = read_analysis(judge_output)
-        if failure is not None and judge_output.get("parsing_error") is not None:
-            error = f"{error} ({describe_error(judge_output['parsing_error'])})"
-
+    """Assemble the result from the panel's outcomes and the judge's verdict (if it ran)."""
+    verdict = verdict or _Verdict()
     outcomes = sorted(state.panel_outcomes, key=lambda outcome: outcome.index)
     failed = [
         FailedModel(model=o.model, error=o.error, status_code=o.status_code)
         for o in outcomes
         if o.error is not None
     ]
-    usage = FusionUsage(judge=judge_usage)
+    usage = FusionUsage()
     for outcome in outcomes:
         usage.panel += outcome.usage
         _add_model_usage(usage, outcome.model, outcome.usage)
-    if judge_output is not None:
-        _add_model_usage(usage, configuration.judge_label, judge_usage)
+    for model, spent in verdict.usage_by_model.items():
+        usage.judge += spent
+        _add_model_usage(usage, model, spent)
 
     result = FusionResult(
-        analysis=analysis,
+        analysis=verdict.analysis,
         responses=_responses(state),
         failed_models=failed,
         sources=deduplicate_sources(
-            [source for outcome in outcomes for source in outcome.sources] + judge_sources
+            [source for outcome in outcomes for source in outcome.sources] + verdict.sources
         ),
         usage=usage,
+        degraded=bool(failed),
     )
+    minimum = configuration.limits.min_successful
     if not result.responses:
         result.status = "error"
         result.failure_reason = run_failure_reason(failed)
         result.failure_detail = "; ".join(f"{f.model}: {f.error}" for f in failed)
-    elif failure is not None:
-        result.failure_reason = failure  # type: ignore[assignment]
-        result.failure_detail = error
-    if analysis is not None:
-        events.emit(events.ANALYSIS_COMPLETED, analysis=analysis.model_dump(mode="json"))
+    elif len(result.responses) < minimum:
+        result.status = "error"
+        result.failure_reason = "quorum_not_met"
+        result.failure_detail = (
+            f"{len(result.responses)} of {len(outcomes)} panelists answered; "
+            f"min_successful={minimum}. " + "; ".join(f"{f.model}: {f.error}" for f in failed)
+        )
+    elif verdict.failure is not None:
+        result.failure_reason = cast(FailureReason, verdict.failure)
+        result.failure_detail = verdict.error
+    if verdict.analysis is not None:
+        events.emit(events.ANALYSIS_COMPLETED, analysis=verdict.analysis.model_dump(mode="json"))
     events.emit(events.COMPLETED, result=result.model_dump(mode="json"))
+    if configuration.synthesizer is None or result.status != "ok":
+        RUNS.close(state.run_key)  # nothing more will run
     return {
-        "analysis": analysis,
-        "judge_failure": failure,
-        "judge_error": error,
+        "analysis": verdict.analysis,
+        "judge_failure": verdict.failure,
+        "judge_error": verdict.error,
         "result": result,
     }
 
@@ -441,10 +719,13 @@ def synthesis(
     assert configuration.synthesizer is not None
     message: BaseMessageChunk | None = None
     try:
+        RUNS.get(state.run_key, configuration.limits).ensure_budget()
         for chunk in configuration.synthesizer.stream(_synthesis_messages(state), config):
             message = _merge(message, chunk)
     except Exception as error:
         return {"synthesis_error": describe_error(error)}
+    finally:
+        RUNS.close(state.run_key)
     return _synthesis_update(state, configuration, message)
 
 
@@ -455,10 +736,13 @@ async def asynthesis(
     assert configuration.synthesizer is not None
     message: BaseMessageChunk | None = None
     try:
+        RUNS.get(state.run_key, configuration.limits).ensure_budget()
         async for chunk in configuration.synthesizer.astream(_synthesis_messages(state), config):
             message = _merge(message, chunk)
     except Exception as error:
         return {"synthesis_error": describe_error(error)}
+    finally:
+        RUNS.close(state.run_key)
     return _synthesis_update(state, configuration, message)
 
 

@@ -27,6 +27,10 @@ nothing to report):
 - "blind_spots": aspects of the request that no model addressed.
 Refer to models by the `model` label of their <response> tag. Keep every item short."""
 
+JUDGE_RETRY_PROMPT = """\
+Your reply could not be used: {error}
+Reply again with only the JSON object, with exactly the five keys, each a list."""
+
 JUDGE_REQUEST_TEMPLATE = """\
 <request>
 {request}

@@ -39,6 +39,9 @@ FailureReason = Literal[
     "judge_upstream_error",
     "judge_empty_completion",
     "cancelled",
+    # Ours, beyond the hosted service's codes:
+    "quorum_not_met",
+    "budget_exceeded",
 ]
 JUDGE_FAILURES: frozenset[str] = frozenset(
     {
@@ -202,8 +205,8 @@ class FusionResult(BaseModel):
     """What the fusion tool returns: the contract's JSON, plus token usage.
 
     `model_dump(mode="json")` gives the contract's shape: `analysis` is omitted when the
-    judge failed and `failed_models` when no panelist failed; `failure_reason` is always
-    present (null on success).
+    judge failed and `failed_models` (and `degraded`) when no panelist failed;
+    `failure_reason` is always present (null on success).
     """
 
     status: Literal["ok", "error"] = "ok"
@@ -214,6 +217,8 @@ class FusionResult(BaseModel):
     failure_reason: FailureReason | None = None
     failure_detail: str | None = None
     """The upstream error behind `failure_reason`, verbatim."""
+    degraded: bool = False
+    """True when the result was built without some panelists (see `failed_models`)."""
     usage: FusionUsage = Field(default_factory=FusionUsage)
 
     @model_serializer(mode="wrap")
@@ -225,4 +230,6 @@ class FusionResult(BaseModel):
             data.pop("failed_models", None)
         if self.failure_detail is None:
             data.pop("failure_detail", None)
+        if not self.degraded:
+            data.pop("degraded", None)  # like `failed_models`, there when it applies
         return data

@@ -9,7 +9,8 @@ from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict
 
 from langchain_fusion.backends import ModelLike, OpenAICompatibleBackend
-from langchain_fusion.configuration import FusionConfiguration
+from langchain_fusion.configuration import FusionConfiguration, limits_from
+from langchain_fusion.limits import FusionLimits
 from langchain_fusion.parameters import FusionParameters, ReasoningConfig, ToolSpec
 from langchain_fusion.result import AnalysisLimits
 
@@ -37,6 +38,30 @@ class FusionSettings(BaseModel):
     analysis_limits: AnalysisLimits | None = None
     research_tools: list[BaseTool] | None = None
     """Your own tools for panelists and the judge, in place of the web tools."""
+    limits: FusionLimits | None = None
+    """Deadline, straggler policy, quorum and budget; the fields below override it."""
+    min_successful: int | None = None
+    straggler_grace: float | None = None
+    deadline: float | None = None
+    max_total_tokens: int | None = None
+    max_cost: float | None = None
+    fallback_judge_model: ModelLike | None = None
+    """Asked when the judge fails, after the judge's own retry."""
+
+    def fusion_limits(self) -> FusionLimits:
+        """The effective `FusionLimits` (raises `FusionParameterError` on bad values)."""
+        data = self.limits.model_dump(exclude_unset=True) if self.limits else {}
+        for name in (
+            "min_successful",
+            "straggler_grace",
+            "deadline",
+            "max_total_tokens",
+            "max_cost",
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        return limits_from(data)
 
     def fusion_parameters(self, **overrides: Any) -> FusionParameters:
         """The effective `FusionParameters`, validated (raises `FusionParameterError`)."""
@@ -73,4 +98,6 @@ class FusionSettings(BaseModel):
             backend=backend,
             analysis_limits=self.analysis_limits,
             research_tools=self.research_tools,
+            limits=self.fusion_limits(),
+            fallback_judge=self.fallback_judge_model,
         )

@@ -25,6 +25,8 @@ class PanelTask:
 
     index: int
     messages: Sequence[AnyMessage]
+    run_key: str | None = None
+    """The run's deadline, quorum and budget ledger (`limits.RUNS`)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class InputState:
 class FusionState(InputState):
     """Everything the nodes read and write."""
 
+    run_key: str | None = None
+    """Where the run's deadline, quorum clock and budget ledger live (`limits.RUNS`)."""
     panel_outcomes: Annotated[list[PanelOutcome], operator.add] = field(default_factory=list)
     """One entry per panelist, in completion order (parallel runs append)."""
     analysis: FusionAnalysis | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -67,6 +68,9 @@ class FusionTool(FusionSettings, BaseTool):
     handle_tool_error: bool = True
     temperature: float | None = None
     """Panel temperature (0 to 2); the judge always runs at 0."""
+    max_invocations: int | None = Field(default=None, ge=1)
+    """Deliberations per conversation (counted in the conversation itself: earlier fusion
+    results in it); past the limit the tool says so instead of running again."""
 
     _configuration: FusionConfiguration = PrivateAttr()
     _graph: Any = PrivateAttr()
@@ -92,16 +96,21 @@ class FusionTool(FusionSettings, BaseTool):
         *,
         config: RunnableConfig,
         run_manager: CallbackManagerForToolRun | None = None,
-    ) -> tuple[str, FusionResult]:
+    ) -> tuple[str, FusionResult | None]:
         """Run the deliberation; returns (content for the model, `FusionResult`)."""
+        if refusal := self._over_limit(messages):
+            return refusal
         inner = self._inner_config(config, run_manager)
         state: dict[str, Any] = {}
-        for mode, chunk in self._graph.stream(
-            {"messages": deliberation_messages(prompt, messages)},
-            inner,
-            stream_mode=["custom", "values"],
-        ):
-            state = _forward(mode, chunk, state)
+        try:
+            for mode, chunk in self._graph.stream(
+                {"messages": deliberation_messages(prompt, messages)},
+                inner,
+                stream_mode=_stream_modes(),
+            ):
+                state = _forward(mode, chunk, state)
+        except ValueError as error:  # refused before any call (input, budget): tell the agent
+            raise ToolException(str(error)) from error
         return _tool_output(state)
 
     async def _arun(
@@ -111,17 +120,42 @@ class FusionTool(FusionSettings, BaseTool):
         *,
         config: RunnableConfig,
         run_manager: AsyncCallbackManagerForToolRun | None = None,
-    ) -> tuple[str, FusionResult]:
-        """Async `_run`."""
+    ) -> tuple[str, FusionResult | None]:
+        """Async `_run`. Cancelling the caller cancels every inner call."""
+        if refusal := self._over_limit(messages):
+            return refusal
         inner = self._inner_config(config, run_manager)
         state: dict[str, Any] = {}
-        async for mode, chunk in self._graph.astream(
-            {"messages": deliberation_messages(prompt, messages)},
-            inner,
-            stream_mode=["custom", "values"],
-        ):
-            state = _forward(mode, chunk, state)
+        try:
+            async for mode, chunk in self._graph.astream(
+                {"messages": deliberation_messages(prompt, messages)},
+                inner,
+                stream_mode=_stream_modes(),
+            ):
+                state = _forward(mode, chunk, state)
+        except ValueError as error:
+            raise ToolException(str(error)) from error
+        except asyncio.CancelledError:
+            # Say so on the progress stream (a UI may still be listening), then let go.
+            cancelled = FusionResult(status="error", failure_reason="cancelled")
+            events.emit(events.COMPLETED, result=cancelled.model_dump(mode="json"))
+            raise
         return _tool_output(state)
+
+    def _over_limit(
+        self, messages: Sequence[BaseMessage] | None
+    ) -> tuple[str, FusionResult | None] | None:
+        if self.max_invocations is None:
+            return None
+        done = count_deliberations(messages or (), self.name)
+        if done < self.max_invocations:
+            return None
+        return (
+            f"Fusion has already run {done} time(s) in this conversation "
+            f"(max_invocations={self.max_invocations}), so it did not run again. Answer "
+            "from the earlier deliberation's results above.",
+            None,
+        )
 
     def _inner_config(
         self,
@@ -144,6 +178,21 @@ class FusionTool(FusionSettings, BaseTool):
             # progress reaches it as custom events instead.
             "tags": ["nostream"],
         }
+
+
+def count_deliberations(messages: Sequence[BaseMessage], tool_name: str = FUSION_TOOL_NAME) -> int:
+    """Deliberations already in a conversation: fusion tool results, and ChatFusion answers
+    that carry a `fusion_result`."""
+    return sum(
+        1
+        for message in messages
+        if (
+            isinstance(message, ToolMessage)
+            and message.name == tool_name
+            and message.status != "error"
+        )
+        or (isinstance(message, AIMessage) and "fusion_result" in message.response_metadata)
+    )
 
 
 def deliberation_messages(
@@ -169,6 +218,11 @@ def deliberation_messages(
     if not (isinstance(last, HumanMessage) and last.text.strip() == prompt.strip()):
         turns.append(HumanMessage(prompt))
     return turns
+
+
+def _stream_modes() -> list[str]:
+    """Progress events only when the caller's graph has a listener for them."""
+    return ["custom", "values"] if events.listening() else ["values"]
 
 
 def _forward(mode: str, chunk: Any, state: dict[str, Any]) -> dict[str, Any]:

@@ -230,7 +230,7 @@ def test_judge_runs_at_temperature_zero_and_panel_at_the_parameter(
         (request,) = chat_requests(scripted_server, model)
         assert request.body["temperature"] == 0.7
         assert request.body["max_completion_tokens"] == 321
-        assert request.stream is True
+        assert request.stream is False  # nobody listens to progress: one response each
 
 
 def test_panel_gets_the_whole_conversation_and_the_judge_no_system_message(
@@ -286,6 +286,8 @@ def test_event_sequence(scripted_server: ScriptedOpenAIServer) -> None:
         )
         (completed,) = [e for e in seen if e["type"] == ev.PANEL_COMPLETED and e["model"] == model]
         assert deltas == completed["content"]
+    # Progress was asked for, so panelists streamed token by token.
+    assert all(chat_requests(scripted_server, m)[0].stream for m in PANEL)
     (failed,) = [e for e in seen if e["type"] == ev.PANEL_FAILED]
     assert failed["model"] == "panel-c"
     assert failed["status_code"] == 503
