@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langgraph.graph import END, START, MessagesState, StateGraph
 from pydantic import SecretStr
 
 from langchain_fusion import (
@@ -316,31 +317,27 @@ async def test_the_tool_reports_cancelled_on_the_progress_stream(
         tools=[],
         backend=backend_for(scripted_server),
     )
-    seen: list[dict[str, Any]] = []
 
-    from langgraph.graph import END, START, MessagesState, StateGraph
-
-    async def call_tool(state: MessagesState) -> dict[str, Any]:
-        await tool.ainvoke({"prompt": "q"})
+    async def cancel_the_tool(state: MessagesState) -> dict[str, Any]:
+        # The node (the tool's caller) gives up on the deliberation half-way.
+        task = asyncio.create_task(tool.ainvoke({"prompt": "q"}))
+        while not scripted_server.requests_for("panel-a"):  # noqa: ASYNC110 (another thread)
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
         return {}
 
     builder = StateGraph(MessagesState)
-    builder.add_node("call", call_tool)
+    builder.add_node("call", cancel_the_tool)
     builder.add_edge(START, "call")
     builder.add_edge("call", END)
-    graph = builder.compile()
-
-    async def consume() -> None:
-        async for event in graph.astream({"messages": []}, stream_mode="custom"):
-            seen.append(event)
-            if event["type"] == "fusion_call.panel.added":
-                asyncio.get_running_loop().call_later(0.2, runner.cancel)
-
-    runner = asyncio.create_task(consume())
-    with pytest.raises(asyncio.CancelledError):
-        await runner
+    seen = [e async for e in builder.compile().astream({"messages": []}, stream_mode="custom")]
     kinds = [e["type"] for e in seen]
     assert kinds[0] == "fusion_call.in_progress"
+    assert kinds[-1] == "fusion_call.completed"
+    assert seen[-1]["result"]["failure_reason"] == "cancelled"
+    assert seen[-1]["result"]["status"] == "error"
 
 
 # --- conversation control -------------------------------------------------------------------
