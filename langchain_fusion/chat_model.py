@@ -177,6 +177,11 @@ class ChatFusion(FusionSettings, BaseChatModel):
         return ["langchain_fusion", "chat_model"]
 
     @property
+    def outer_model_name(self) -> str:
+        """The configured outer model (the concrete one is in `response_metadata`)."""
+        return model_label(self._outer)
+
+    @property
     def _llm_type(self) -> str:
         return "fusion-chat"
 
@@ -185,7 +190,7 @@ class ChatFusion(FusionSettings, BaseChatModel):
         configuration = self._fusion.configuration
         return {
             "model_name": self.model_name,
-            "outer_model": model_label(self._outer),
+            "outer_model": self.outer_model_name,
             "analysis_models": [seat.label for seat in configuration.panel],
             "judge_model": configuration.judge_label,
             "preset": configuration.parameters.preset,

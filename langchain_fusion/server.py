@@ -449,7 +449,7 @@ def _completion(
 
 
 def _outer_label(chat: ChatFusion) -> str:
-    return str(chat._identifying_params.get("outer_model") or chat.model_name)
+    return chat.outer_model_name
 
 
 # --- the app --------------------------------------------------------------------------------------
