@@ -409,11 +409,12 @@ class _Turn:
         elif _named(choice) == FUSION_TOOL_NAME or (choice == "required" and not self.user_tools):
             choice = None  # fusion ran: the requirement is met
         if not tools:
-            return outer
+            return outer.with_config(run_name="outer")
         if choice is None:
-            return outer.bind_tools(tools)
+            return outer.bind_tools(tools).with_config(run_name="outer")
         # Chat model classes accept a dict or "required" here, whatever the base signature.
-        return outer.bind_tools(tools, tool_choice=choice)  # type: ignore[arg-type]
+        bound = outer.bind_tools(tools, tool_choice=choice)  # type: ignore[arg-type]
+        return bound.with_config(run_name="outer")
 
     def text_piece(self, chunk: BaseMessage) -> ChatGenerationChunk | None:
         """The part of an outer chunk the caller sees as it streams: its text."""
@@ -555,18 +556,23 @@ def _child_config(
         manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
         manager.set_handlers(run_manager.inheritable_handlers)
         manager.add_tags(run_manager.inheritable_tags)
-        manager.add_metadata(run_manager.inheritable_metadata)
+        manager.add_metadata(_without_ls(run_manager.inheritable_metadata))
     elif parent is not None:
         manager = CallbackManager.configure(
             parent.config.get("callbacks"),
             inheritable_tags=parent.config.get("tags"),
-            inheritable_metadata=parent.config.get("metadata"),
+            inheritable_metadata=_without_ls(parent.config.get("metadata") or {}),
         )
         manager.parent_run_id = parent.run_id
     else:
         return {"tags": [TAG_NOSTREAM]}
     manager.add_tags([TAG_NOSTREAM])
     return {"callbacks": manager}
+
+
+def _without_ls(metadata: dict[str, Any]) -> dict[str, Any]:
+    """This model's `ls_*` trace parameters describe it, not the runs inside it."""
+    return {k: v for k, v in metadata.items() if not k.startswith("ls_")}
 
 
 def _normalise_choice(choice: ToolChoice | None) -> ToolChoice | None:

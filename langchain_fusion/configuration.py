@@ -164,14 +164,17 @@ class FusionConfiguration:
                 max_tokens=params.max_completion_tokens,
                 reasoning=params.reasoning,
             )
-            fallback = _structured_judge(configured_fallback, schema).with_config(
-                run_name="judge:fallback"
-            )
+            fallback = _structured_judge(
+                configured_fallback.model_copy(update={"name": "judge:fallback"}), schema
+            ).with_config(run_name="judge:fallback")
         return cls(
             parameters=params,
             panel=tuple(seats),
             judge_label=model_label(judge_model),
-            judge=_structured_judge(configured_judge, schema).with_config(run_name="judge"),
+            # The model run inside structured output is named too, so a trace reads `judge`.
+            judge=_structured_judge(
+                configured_judge.model_copy(update={"name": "judge"}), schema
+            ).with_config(run_name="judge"),
             synthesizer_label=synthesizer_label,
             synthesizer=synthesizer,
             judge_research=judge_research.with_config(run_name="judge") if judge_research else None,

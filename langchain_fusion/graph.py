@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
+from functools import partial, update_wrapper
 from typing import Any
 
 from langchain_core.runnables import RunnableLambda
@@ -95,14 +95,14 @@ def build_graph(
     builder.add_node(nodes.JUDGE, bind(nodes.judge, nodes.ajudge))
     builder.add_edge(START, "start")
     builder.add_conditional_edges(
-        "start", partial(nodes.dispatch_panel, configuration=configuration), [nodes.PANELIST]
+        "start", _named(nodes.dispatch_panel, configuration), [nodes.PANELIST]
     )
     builder.add_edge(nodes.PANELIST, nodes.JUDGE)
     if configuration.synthesizer is not None:
         builder.add_node(nodes.SYNTHESIS, bind(nodes.synthesis, nodes.asynthesis))
         builder.add_conditional_edges(
             nodes.JUDGE,
-            partial(nodes.route_after_judge, configuration=configuration),
+            _named(nodes.route_after_judge, configuration),
             [nodes.SYNTHESIS, END],
         )
         builder.add_edge(nodes.SYNTHESIS, END)
@@ -123,6 +123,11 @@ def run_metadata(configuration: FusionConfiguration) -> dict[str, Any]:
         "fusion_preset": configuration.parameters.preset,
         "fusion_max_tool_calls": configuration.parameters.max_tool_calls,
     }
+
+
+def _named(func: Callable[..., Any], configuration: FusionConfiguration) -> Callable[..., Any]:
+    """A routing function with its configuration bound, keeping its name for traces."""
+    return update_wrapper(partial(func, configuration=configuration), func)
 
 
 def _bound(

@@ -27,7 +27,7 @@ from langchain_core.messages import (
 from langchain_core.messages import SystemMessage as System
 from langchain_core.messages.ai import add_ai_message_chunks
 from langchain_core.runnables import Runnable, RunnableConfig
-from langgraph.types import Send
+from langgraph.types import Overwrite, Send
 
 from langchain_fusion import events
 from langchain_fusion.configuration import FusionConfiguration, PanelSeat
@@ -73,7 +73,8 @@ SYNTHESIS = "synthesis"
 def start(state: FusionState, *, configuration: FusionConfiguration) -> dict[str, Any]:
     """Check the conversation and announce the panel.
 
-    Reads `messages`. Writes `run_key` (the run's deadline, quorum and budget ledger).
+    Reads `messages`. Writes `run_key` (the run's deadline, quorum and budget ledger), and
+    clears what an earlier turn of the same thread left.
     Emits `in_progress` and one `panel.added` per seat. Raises `ValueError` before any
     model is called when there is nothing to deliberate on, or when the worst case could
     exceed the budget (`BudgetExceededError`, with the estimate).
@@ -91,7 +92,17 @@ def start(state: FusionState, *, configuration: FusionConfiguration) -> dict[str
     events.emit(events.IN_PROGRESS, panel=[seat.label for seat in configuration.panel])
     for seat in configuration.panel:
         events.emit(events.PANEL_ADDED, model=seat.label, panel_index=seat.index)
-    return {"run_key": run_key}
+    # A thread (checkpointer) keeps state between turns: each turn deliberates afresh.
+    return {
+        "run_key": run_key,
+        "panel_outcomes": Overwrite([]),
+        "analysis": None,
+        "judge_failure": None,
+        "judge_error": None,
+        "result": None,
+        "answer": None,
+        "synthesis_error": None,
+    }
 
 
 def _estimate(state: FusionState, configuration: FusionConfiguration) -> Any:

@@ -1,0 +1,75 @@
+"""The fusion graph that `langgraph.json` serves (`langgraph dev`, LangGraph Platform).
+
+`graph` is built once, when the server imports this module, from the environment:
+
+- `OPENROUTER_API_KEY`: the key for every panel, judge and synthesis call (unset: the
+  calls fail with 401).
+- `OPENROUTER_BASE_URL`: any OpenAI-compatible endpoint (vLLM, llama.cpp, a proxy);
+  default `https://openrouter.ai/api/v1`.
+- `FUSION_PARAMETERS`: the hosted service's JSON, in either form (the server tool
+  `{"type": "openrouter:fusion", "parameters": {...}}` or a bare parameters object),
+  loaded with `FusionParameters.from_json`; default the `general-high` preset.
+
+A bad `FUSION_PARAMETERS` fails the import with `FusionParameterError`, so the server refuses
+to start rather than serve a graph nobody asked for. The served graph takes
+`{"messages": [...]}` and returns `messages` (with the final answer), `result` (the
+contract's JSON) and `answer`; progress events stream on `stream_mode="custom"`.
+
+Example (`langgraph dev`, then with `langgraph-sdk`)::
+
+    client = get_client(url="http://127.0.0.1:2024")
+    async for part in client.runs.stream(
+        None, "fusion", input={"messages": [{"role": "user", "content": "..."}]},
+        stream_mode=["custom", "values"],
+    ):
+        ...
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from langgraph.graph.state import CompiledStateGraph
+
+from langchain_fusion.backends import OpenAICompatibleBackend
+from langchain_fusion.graph import create_fusion_graph
+from langchain_fusion.parameters import FusionParameters
+from langchain_fusion.state import FusionState, InputState, OutputState
+
+PARAMETERS_ENV = "FUSION_PARAMETERS"
+"""The environment variable holding the hosted service's parameter JSON."""
+
+__all__ = ["PARAMETERS_ENV", "graph", "graph_from_env", "parameters_from_env"]
+
+
+def parameters_from_env(environ: Mapping[str, str] | None = None) -> FusionParameters:
+    """`FUSION_PARAMETERS` loaded with `FusionParameters.from_json`; defaults when unset.
+
+    Raises `FusionParameterError` (a `ValueError`) when the variable is set but invalid.
+    """
+    environ = os.environ if environ is None else environ
+    raw = environ.get(PARAMETERS_ENV, "").strip()
+    return FusionParameters.from_json(raw) if raw else FusionParameters()
+
+
+def graph_from_env(
+    environ: Mapping[str, str] | None = None,
+) -> CompiledStateGraph[FusionState, None, InputState, OutputState]:
+    """The standalone fusion graph (panel, judge, synthesis) configured from `environ`.
+
+    The backend reads `OPENROUTER_BASE_URL` and `OPENROUTER_API_KEY`; the parameters come
+    from `FUSION_PARAMETERS`. No checkpointer: the LangGraph server brings its own.
+    """
+    environ = os.environ if environ is None else environ
+    backend_settings: dict[str, str] = {}
+    if base_url := environ.get("OPENROUTER_BASE_URL"):
+        backend_settings["base_url"] = base_url
+    if api_key := environ.get("OPENROUTER_API_KEY"):
+        backend_settings["api_key"] = api_key
+    backend = OpenAICompatibleBackend.model_validate(backend_settings)
+    return create_fusion_graph(parameters_from_env(environ), backend=backend, name="fusion")
+
+
+graph = graph_from_env()
+"""The graph `langgraph.json` names: `./langchain_fusion/deployment.py:graph`."""
