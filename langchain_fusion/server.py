@@ -27,13 +27,10 @@ import hmac
 import ipaddress
 import json
 import logging
-import socket
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Annotated, Any, Literal, TypeVar
 
 import uvicorn
@@ -46,6 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from langchain_fusion._background_server import BackgroundServer, bind_socket, http_url
 from langchain_fusion.chat_model import FUSION_ALIASES, ChatFusion
 from langchain_fusion.errors import describe_error, status_code_of
 from langchain_fusion.local import (
@@ -74,8 +72,6 @@ FUSION_MODELS: tuple[str, ...] = tuple(FUSION_ALIASES)
 KEEPALIVE_S = 15.0
 """Seconds between SSE comments while a stream waits for the deliberation, so that
 proxies and clients do not drop an idle connection."""
-_STARTUP_TIMEOUT_S = 10.0
-_JOIN_TIMEOUT_S = 5.0
 _T = TypeVar("_T")
 
 
@@ -672,16 +668,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family)
-
-
-def _url(host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/v1"
-
-
 def serve(
     app: Starlette,
     *,
@@ -690,10 +676,10 @@ def serve(
     announce: Callable[[str], None] | None = None,
 ) -> None:
     """Serve `app` in this thread until interrupted (Ctrl-C stops it gracefully)."""
-    sock = _bind(host, port)
+    sock = bind_socket(host, port)
     try:
         if announce is not None:
-            announce(_url(host, int(sock.getsockname()[1])))
+            announce(http_url(host, int(sock.getsockname()[1]), "/v1"))
         config = uvicorn.Config(app, lifespan="off", ws="none", timeout_graceful_shutdown=5)
         with contextlib.suppress(KeyboardInterrupt):
             # uvicorn shuts down gracefully, then re-raises the Ctrl-C it caught: done.
@@ -702,7 +688,7 @@ def serve(
         sock.close()
 
 
-class FusionServer:
+class FusionServer(BackgroundServer):
     """The fusion server on `host` (default 127.0.0.1) and a free port, in a thread.
 
     Use as a context manager (or `start()` / `stop()`); `base_url` is the `/v1` endpoint
@@ -711,74 +697,10 @@ class FusionServer:
 
     def __init__(self, app: Starlette, *, host: str = "127.0.0.1", port: int = 0) -> None:
         """A stopped server for `app` (see `create_app`)."""
-        self.app = app
-        self.host = host
-        self._requested_port = port
-        self._port: int | None = None
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
+        # loop="auto": uvloop where it is installed, as `langchain-fusion serve` runs.
+        super().__init__(app, host=host, port=port, name="fusion-server", loop="auto")
 
     @property
     def base_url(self) -> str:
         """`http://HOST:PORT/v1` while running."""
-        if self._port is None:
-            raise RuntimeError("FusionServer is not running; call start() first")
-        return _url(self.host, self._port)
-
-    def start(self) -> FusionServer:
-        """Bind, start serving in a daemon thread, and return once it accepts requests."""
-        if self._thread is not None:
-            raise RuntimeError("FusionServer is already running")
-        sock = _bind(self.host, self._requested_port)
-        config = uvicorn.Config(
-            self.app,
-            log_config=None,  # leave the host process's logging alone
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            ws="none",
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="fusion-server", daemon=True
-        )
-        self._server, self._socket, self._thread = server, sock, thread
-        self._port = int(sock.getsockname()[1])
-        thread.start()
-        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("FusionServer failed to start")
-            time.sleep(0.005)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (in-flight requests get a second to finish)."""
-        server, thread, sock = self._server, self._thread, self._socket
-        if server is None or thread is None:
-            return
-        server.should_exit = True
-        thread.join(timeout=_JOIN_TIMEOUT_S)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(timeout=_JOIN_TIMEOUT_S)
-        if sock is not None:
-            sock.close()
-        self._server = self._thread = self._socket = None
-        self._port = None
-
-    def __enter__(self) -> FusionServer:
-        """Start the server."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the server."""
-        self.stop()
+        return self.url("/v1")

@@ -13,15 +13,12 @@ import asyncio
 import email.parser
 import email.policy
 import json
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 import zstandard
 from langchain_core.messages import AIMessage
 from langchain_core.tracers import LangChainTracer
@@ -38,6 +35,7 @@ from langchain_fusion import (
     OpenAICompatibleBackend,
     create_fusion_graph,
 )
+from langchain_fusion._background_server import BackgroundServer
 from langchain_fusion.testing import ScriptedOpenAIServer
 
 OPENROUTER_KEY = "sk-or-v1-FAKE-0f1e2d3c4b5a69788796a5b4c3d2e1f0-do-not-trace"
@@ -66,7 +64,7 @@ class Recorded:
     body: bytes
 
 
-class LangSmithStandIn:
+class LangSmithStandIn(BackgroundServer):
     """Just enough of the LangSmith API for the client to post runs, on 127.0.0.1."""
 
     def __init__(self, *, use_multipart_endpoint: bool, zstd: bool) -> None:
@@ -84,7 +82,7 @@ class LangSmithStandIn:
         }
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
-        self._app = Starlette(
+        app = Starlette(
             routes=[
                 Route("/info", self._get_info, methods=["GET"]),
                 Route("/runs", self._post_run, methods=["POST"]),
@@ -94,32 +92,7 @@ class LangSmithStandIn:
                 Route("/{path:path}", self._unknown, methods=["GET", "POST", "PATCH", "PUT"]),
             ]
         )
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.bind(("127.0.0.1", 0))
-        self._socket.listen(64)
-        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        config = uvicorn.Config(
-            self._app, log_config=None, log_level="warning", access_log=False, lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._server.serve(sockets=[self._socket])),
-            name="langsmith-stand-in",
-            daemon=True,
-        )
-
-    def __enter__(self) -> LangSmithStandIn:
-        self._thread.start()
-        deadline = time.monotonic() + TIMEOUT_S
-        while not self._server.started:
-            assert time.monotonic() < deadline, "the LangSmith stand-in did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(TIMEOUT_S)
-        self._socket.close()
+        super().__init__(app, name="langsmith-stand-in")
 
     async def _record(self, request: Request) -> Recorded:
         body = await request.body()
@@ -222,7 +195,7 @@ def traced(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     clients: list[Client] = []
 
     def make(api: LangSmithStandIn) -> tuple[LangChainTracer, Client]:
-        client = Client(api_url=api.url, api_key=LANGSMITH_KEY, auto_batch_tracing=True)
+        client = Client(api_url=api.url(), api_key=LANGSMITH_KEY, auto_batch_tracing=True)
         clients.append(client)
         return LangChainTracer(client=client, project_name=PROJECT), client
 

@@ -271,7 +271,11 @@ def test_no_new_call_starts_once_the_budget_is_spent(
         limits={"max_cost": 0.10, "prices": prices},
     )
     result = graph.invoke({"messages": "q"})["result"]
-    assert len(result.responses) == 3
+    # Panelists that had not started when the first answer spent the budget never start.
+    assert result.responses
+    assert len(result.responses) + len(result.failed_models) == 3
+    assert all("budget spent" in f.error for f in result.failed_models)
+    assert len(scripted_server.requests) == len(result.responses)
     assert scripted_server.requests_for(JUDGE) == []
     assert result.failure_reason == "budget_exceeded"
     assert "budget spent" in (result.failure_detail or "")

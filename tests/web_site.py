@@ -1,4 +1,4 @@
-"""A loopback web site for the web tools' tests: Starlette under uvicorn, in a thread.
+"""A loopback web site for the web tools' tests: a `BackgroundServer` (Starlette, uvicorn).
 
 `LoopbackSite` binds 127.0.0.1 on a free port and records every request it receives
 (path, query, headers), so that a test can check what reached it, and that nothing did.
@@ -12,20 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import threading
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from langchain_fusion._background_server import BackgroundServer
 
 BRAVE_KEY = "test-brave-key"
 PAGE_TITLE = "The Test Page"
@@ -129,7 +127,7 @@ def _brave_results(query: str, count: int) -> dict[str, Any]:
     return {"type": "search", "query": {"original": query}, "web": {"results": results[:count]}}
 
 
-class LoopbackSite:
+class LoopbackSite(BackgroundServer):
     """The test site; a context manager. ``url(path)`` gives ``http://127.0.0.1:PORT/path``."""
 
     def __init__(self) -> None:
@@ -165,12 +163,7 @@ class LoopbackSite:
                 Route("/brave/res/v1/web/search", self._brave),
             ]
         )
-        self._thread: threading.Thread | None = None
-        self._server: uvicorn.Server | None = None
-        self._socket: socket.socket | None = None
-        self.port = 0
-
-    # -- lifecycle ---------------------------------------------------------------------
+        super().__init__(self._record, name="loopback-site")
 
     async def _record(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -182,71 +175,12 @@ class LoopbackSite:
                 self._requests.append(seen)
         await self._app(scope, receive, send)
 
-    def start(self) -> LoopbackSite:
-        """Serve on 127.0.0.1 and a free port, in a daemon thread."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        config = uvicorn.Config(
-            self._record,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            interface="asgi3",
-            ws="none",
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(
-            target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True
-        )
-        self._server, self._socket, self._thread = server, sock, thread
-        self.port = int(sock.getsockname()[1])
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the loopback site did not start")
-            time.sleep(0.005)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (within a few seconds, slow responses included)."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            if self._thread.is_alive() and self._server is not None:
-                self._server.force_exit = True
-                self._thread.join(timeout=5)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
-
-    def __enter__(self) -> LoopbackSite:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- what a test reads ---------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def url(self, path: str) -> str:
-        """The site's URL for ``path``."""
-        return f"{self.base_url}{path}"
+        return self.url()
 
     @property
     def requests(self) -> list[SeenRequest]:

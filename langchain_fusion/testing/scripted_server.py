@@ -17,28 +17,26 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import http
 import json
 import math
 import random
 import re
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from langchain_fusion._background_server import BackgroundServer
 
 __all__ = ["ModelScript", "RecordedRequest", "ScriptedOpenAIServer"]
 
@@ -50,8 +48,6 @@ JsonReplyFn = Callable[[JsonDict], JsonDict | str]
 # "".join(tokens) always gives back the text exactly.
 _TOKEN_RE = re.compile(r"\s*\S+\s*|\s+")
 _SYSTEM_FINGERPRINT = "fp_scripted"
-_STARTUP_TIMEOUT_S = 10.0
-_JOIN_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -237,29 +233,6 @@ class _Plan:
     hang: bool = False
 
 
-class _Uvicorn(uvicorn.Server):
-    """A uvicorn server whose main loop wakes on an event rather than polling.
-
-    uvicorn checks ``should_exit`` every 0.1 s; tests start and stop many servers, so
-    waking at once on `wake` keeps each stop short. Other ticks still run every second.
-    """
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.wake: asyncio.Event | None = None
-
-    async def main_loop(self) -> None:
-        """Run uvicorn's once-a-second tick until ``should_exit`` (seen as soon as woken)."""
-        self.wake = asyncio.Event()
-        counter = 0
-        should_exit = await self.on_tick(counter)
-        while not should_exit:
-            counter = (counter + 10) % 864000  # on_tick does its 1 s work when counter % 10 == 0
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=1.0)
-            should_exit = await self.on_tick(counter)
-
-
 @dataclass
 class _ModelState:
     """Per-model counters that make fail_first and error_rate deterministic."""
@@ -268,7 +241,7 @@ class _ModelState:
     rng: random.Random = field(default_factory=random.Random)
 
 
-class ScriptedOpenAIServer:
+class ScriptedOpenAIServer(BackgroundServer):
     """An OpenAI-compatible server whose models follow `ModelScript`s.
 
     Use as a context manager (or `start` / `stop`). It serves ``POST
@@ -289,7 +262,7 @@ class ScriptedOpenAIServer:
         self._log: list[_Entry] = []
         self._models: dict[str, _ModelState] = {}
         self._sequence = 0
-        self._app = Starlette(
+        app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
                 Route("/v1/models", self._list_models, methods=["GET"]),
@@ -300,121 +273,26 @@ class ScriptedOpenAIServer:
                 ),
             ]
         )
-        self._thread: threading.Thread | None = None
-        self._server: _Uvicorn | None = None
-        self._socket: socket.socket | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        super().__init__(app, name="scripted-openai")
         self._stop_event: asyncio.Event | None = None
-        self._startup_error: BaseException | None = None
-        self._port: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> ScriptedOpenAIServer:
-        """Bind 127.0.0.1 on a free port and serve in a background thread; returns self."""
-        if self._thread is not None:
-            raise RuntimeError("ScriptedOpenAIServer is already running")
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says
-        # TCP, and without it Nagle + delayed ACKs add ~40 ms to keep-alive requests.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        # Listening now lets clients connect (into the backlog) even before uvicorn is up.
-        sock.listen(128)
-        config = uvicorn.Config(
-            self._app,
-            log_config=None,  # leave the host process's logging setup alone
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            ws="none",
-            timeout_graceful_shutdown=1,
-        )
-        server = _Uvicorn(config)
-        self._startup_error = None
-        thread = threading.Thread(
-            target=self._run_thread,
-            args=(server, sock),
-            name=f"scripted-openai-{sock.getsockname()[1]}",
-            daemon=True,  # a forgotten server must not keep the test process alive
-        )
-        self._server, self._socket, self._thread = server, sock, thread
-        self._port = int(sock.getsockname()[1])
-        thread.start()
-        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                error = self._startup_error
-                self.stop()
-                raise RuntimeError("ScriptedOpenAIServer failed to start") from error
-            time.sleep(0.005)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; returns within about a second even with hanging requests."""
-        thread, server, sock = self._thread, self._server, self._socket
-        if thread is None or server is None:
-            return
-        server.should_exit = True
-        loop, stop_event = self._loop, self._stop_event
-        if loop is not None and stop_event is not None:
-            # Wake hanging and sleeping handlers, or uvicorn would wait for them to finish.
-            with contextlib.suppress(RuntimeError):  # the loop may already be closed
-                loop.call_soon_threadsafe(_wake, stop_event, server.wake)
-        thread.join(timeout=_JOIN_TIMEOUT_S)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(timeout=_JOIN_TIMEOUT_S)
-        if sock is not None:
-            sock.close()
-        self._thread = self._server = self._socket = None
-        self._loop = self._stop_event = None
-        self._port = None
-
-    def __enter__(self) -> ScriptedOpenAIServer:
-        """Start the server."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the server."""
-        self.stop()
-
-    def _run_thread(self, server: _Uvicorn, sock: socket.socket) -> None:
-        """Thread body: a fresh event loop running uvicorn on the pre-bound socket."""
-        try:
-            asyncio.run(self._serve(server, sock))
-        except BaseException as error:  # reported by start(); a thread cannot raise
-            self._startup_error = error
-
-    async def _serve(self, server: _Uvicorn, sock: socket.socket) -> None:
-        self._loop = asyncio.get_running_loop()
+    def _on_serving(self) -> None:
+        """A fresh stop event on the server's loop, for `_Playback` to wait on."""
         self._stop_event = asyncio.Event()
-        # uvicorn installs signal handlers only in the main thread, so none here.
-        await server.serve(sockets=[sock])
+
+    def _on_stopping(self) -> None:
+        """Wake hanging and sleeping handlers, or uvicorn would wait for them to finish."""
+        if self._stop_event is not None:
+            self._stop_event.set()
 
     # -- public state ----------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        """The bound port (only while running)."""
-        if self._port is None:
-            raise RuntimeError("ScriptedOpenAIServer is not running; call start() first")
-        return self._port
-
-    @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT/v1``, for ``base_url=`` of OpenAI clients."""
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def is_running(self) -> bool:
-        """Whether the server thread is serving."""
-        return self._thread is not None
+        return self.url("/v1")
 
     def set_script(self, model: str, script: ModelScript) -> None:
         """Replace (or add) a model's script; its fail_first/error_rate counters restart."""
@@ -535,12 +413,6 @@ class ScriptedOpenAIServer:
         with self._lock:
             for name, value in changes.items():
                 setattr(entry, name, value)
-
-
-def _wake(*events: asyncio.Event | None) -> None:
-    for event in events:
-        if event is not None:
-            event.set()
 
 
 def _lower(request: Request) -> dict[str, str]:
