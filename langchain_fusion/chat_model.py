@@ -61,6 +61,7 @@ FUSION_ALIASES: dict[str, str | None] = {
 """Model aliases and the preset each selects (None: the default or the given preset)."""
 
 _PARENT_RUN = "_fusion_parent_run"
+_STREAM_OUTER = "_fusion_stream_outer"
 TAG_NOSTREAM = "nostream"
 """LangGraph's tag for runs whose tokens its `messages` stream mode leaves out."""
 
@@ -265,7 +266,8 @@ class ChatFusion(FusionSettings, BaseChatModel):
     def _get_invocation_params(
         self, stop: list[str] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
-        kwargs.pop(_PARENT_RUN, None)  # plumbing, not a parameter to trace
+        kwargs.pop(_PARENT_RUN, None)  # plumbing, not parameters to trace
+        kwargs.pop(_STREAM_OUTER, None)
         return super()._get_invocation_params(stop=stop, **kwargs)
 
     # --- the tool loop --------------------------------------------------------------
@@ -277,19 +279,27 @@ class ChatFusion(FusionSettings, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        stream_outer = kwargs.pop(_STREAM_OUTER, True)
         child = _child_config(run_manager, kwargs.pop(_PARENT_RUN, None))
         turn = self._start_turn(messages, stop, kwargs)
         if turn.force_fusion:
             turn.add_deliberation(self._fusion.invoke(turn.forced_call(), child))
         for _ in range(MAX_OUTER_CALLS):
             outer = turn.outer_runnable(self._outer, self._fusion)
-            message: BaseMessageChunk | None = None
-            for chunk in outer.stream(turn.transcript, child, **turn.call_kwargs):
-                message = _merge(message, chunk)
-                if piece := turn.text_piece(chunk):
-                    if run_manager:
-                        run_manager.on_llm_new_token(piece.text, chunk=piece)
+            message: BaseMessage | None = None
+            if not stream_outer:
+                message = outer.invoke(turn.transcript, child, **turn.call_kwargs)
+                if piece := turn.text_piece(message):
                     yield piece
+            else:
+                merged: BaseMessageChunk | None = None
+                for chunk in outer.stream(turn.transcript, child, **turn.call_kwargs):
+                    merged = _merge(merged, chunk)
+                    if piece := turn.text_piece(chunk):
+                        if run_manager:
+                            run_manager.on_llm_new_token(piece.text, chunk=piece)
+                        yield piece
+                message = merged
             calls = turn.take_outer(message)
             if not calls:
                 break
@@ -304,19 +314,27 @@ class ChatFusion(FusionSettings, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        stream_outer = kwargs.pop(_STREAM_OUTER, True)
         child = _child_config(run_manager, kwargs.pop(_PARENT_RUN, None))
         turn = self._start_turn(messages, stop, kwargs)
         if turn.force_fusion:
             turn.add_deliberation(await self._fusion.ainvoke(turn.forced_call(), child))
         for _ in range(MAX_OUTER_CALLS):
             outer = turn.outer_runnable(self._outer, self._fusion)
-            message: BaseMessageChunk | None = None
-            async for chunk in outer.astream(turn.transcript, child, **turn.call_kwargs):
-                message = _merge(message, chunk)
-                if piece := turn.text_piece(chunk):
-                    if run_manager:
-                        await run_manager.on_llm_new_token(piece.text, chunk=piece)
+            message: BaseMessage | None = None
+            if not stream_outer:
+                message = await outer.ainvoke(turn.transcript, child, **turn.call_kwargs)
+                if piece := turn.text_piece(message):
                     yield piece
+            else:
+                amerged: BaseMessageChunk | None = None
+                async for chunk in outer.astream(turn.transcript, child, **turn.call_kwargs):
+                    amerged = _merge(amerged, chunk)
+                    if piece := turn.text_piece(chunk):
+                        if run_manager:
+                            await run_manager.on_llm_new_token(piece.text, chunk=piece)
+                        yield piece
+                message = amerged
             calls = turn.take_outer(message)
             if not calls:
                 break
@@ -331,6 +349,9 @@ class ChatFusion(FusionSettings, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        # Token by token only for a listener (the call asked to stream, or a streaming
+        # callback is attached): per-chunk parsing is most of a deliberation's CPU otherwise.
+        kwargs[_STREAM_OUTER] = self._streams_to(run_manager, **kwargs)
         return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
 
     async def _agenerate(
@@ -340,7 +361,14 @@ class ChatFusion(FusionSettings, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        kwargs[_STREAM_OUTER] = self._streams_to(run_manager, **kwargs)
         return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
+
+    def _streams_to(self, run_manager: Any, **kwargs: Any) -> bool:
+        """Whether `invoke` has someone to stream tokens to (the base class's own rule)."""
+        return BaseChatModel._should_stream(
+            self, async_api=False, run_manager=run_manager, **kwargs
+        )
 
     def _start_turn(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
@@ -372,7 +400,7 @@ class _Turn:
     router: str
     results: list[FusionResult] = field(default_factory=list)
     usage: UsageMetadata | None = None
-    last: BaseMessageChunk | None = None
+    last: BaseMessage | None = None
 
     @property
     def force_fusion(self) -> bool:
@@ -421,7 +449,7 @@ class _Turn:
         text = chunk.text
         return ChatGenerationChunk(message=AIMessageChunk(content=text)) if text else None
 
-    def take_outer(self, message: BaseMessageChunk | None) -> list[ToolCall]:
+    def take_outer(self, message: BaseMessage | None) -> list[ToolCall]:
         """Record an outer call; return the fusion calls it made, with the conversation."""
         if message is None:
             return []

@@ -728,11 +728,12 @@ def synthesis(
     failure `synthesis_error`, keeping the result intact.
     """
     assert configuration.synthesizer is not None
-    message: BaseMessageChunk | None = None
+    message: BaseMessage | None = None
     try:
         RUNS.get(state.run_key, configuration.limits).ensure_budget()
-        for chunk in configuration.synthesizer.stream(_synthesis_messages(state), config):
-            message = _merge(message, chunk)
+        # `invoke` streams by itself when a streaming callback listens (LangGraph's
+        # `messages` mode, `astream_events`); otherwise one response is far cheaper.
+        message = configuration.synthesizer.invoke(_synthesis_messages(state), config)
     except Exception as error:
         return {"synthesis_error": describe_error(error)}
     finally:
@@ -745,11 +746,10 @@ async def asynthesis(
 ) -> dict[str, Any]:
     """Async `synthesis`: same reads and writes."""
     assert configuration.synthesizer is not None
-    message: BaseMessageChunk | None = None
+    message: BaseMessage | None = None
     try:
         RUNS.get(state.run_key, configuration.limits).ensure_budget()
-        async for chunk in configuration.synthesizer.astream(_synthesis_messages(state), config):
-            message = _merge(message, chunk)
+        message = await configuration.synthesizer.ainvoke(_synthesis_messages(state), config)
     except Exception as error:
         return {"synthesis_error": describe_error(error)}
     finally:

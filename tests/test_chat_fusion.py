@@ -394,3 +394,19 @@ def test_in_an_agent_the_messages_stream_shows_the_answer_once(
     answer = outer_requests(scripted_server)[-1].response_text
     assert len(panel_requests(scripted_server)) == 2  # it deliberated...
     assert "".join(tokens) == answer  # ...and only the final answer streamed, once
+
+
+def test_invoke_streams_the_outer_model_only_for_a_listener(
+    scripted_server: ScriptedOpenAIServer,
+) -> None:
+    scripted_server.set_script(OUTER, CALLS_FUSION)
+    llm = chat(scripted_server)
+    llm.invoke(QUESTION)
+    assert [r.stream for r in outer_requests(scripted_server)] == [False, False]
+    scripted_server.reset()
+    list(llm.stream(QUESTION))
+    assert [r.stream for r in outer_requests(scripted_server)] == [True, True]
+    scripted_server.reset()
+    streaming = chat(scripted_server, streaming=True)
+    streaming.invoke(QUESTION)
+    assert [r.stream for r in outer_requests(scripted_server)] == [True, True]
