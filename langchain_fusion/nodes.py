@@ -20,7 +20,6 @@ from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
     BaseMessage,
-    BaseMessageChunk,
     HumanMessage,
     ToolMessage,
 )
@@ -327,13 +326,6 @@ def _joined(chunks: list[BaseMessage]) -> BaseMessage | None:
     if not all(isinstance(chunk, AIMessageChunk) for chunk in chunks):
         raise TypeError("expected streamed AI message chunks")
     return add_ai_message_chunks(cast(AIMessageChunk, first), *cast(list[AIMessageChunk], rest))
-
-
-def _merge(total: BaseMessageChunk | None, chunk: BaseMessage) -> BaseMessageChunk:
-    """Add a streamed chunk to the message so far."""
-    if not isinstance(chunk, BaseMessageChunk):
-        raise TypeError(f"expected a streamed message chunk, got {type(chunk).__name__}")
-    return chunk if total is None else total + chunk
 
 
 def _emit_delta(seat: PanelSeat, chunk: BaseMessage) -> None:
