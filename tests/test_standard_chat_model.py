@@ -81,22 +81,9 @@ def _settings(base_url: str) -> dict[str, Any]:
     }
 
 
-class TestChatFusionUnit(ChatModelUnitTests):
-    @property
-    def chat_model_class(self) -> type[ChatFusion]:
-        return ChatFusion
-
-    @property
-    def chat_model_params(self) -> dict[str, Any]:
-        return _settings(UNREACHABLE)
-
-    @property
-    def init_from_env_params(self) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
-        return (
-            {"OPENROUTER_API_KEY": "sk-from-env", "OPENROUTER_BASE_URL": UNREACHABLE},
-            {"model": "openrouter/fusion"},
-            {"api_key": "sk-from-env", "base_url": UNREACHABLE},
-        )
+class _ChatFusionFeatures:
+    """What ChatFusion supports, the same for both suites: tools and structured output
+    through its outer model; text only (no image, audio or PDF inputs); no JSON mode."""
 
     @property
     def has_tool_calling(self) -> bool:
@@ -129,6 +116,24 @@ class TestChatFusionUnit(ChatModelUnitTests):
     @property
     def returns_usage_metadata(self) -> bool:
         return True
+
+
+class TestChatFusionUnit(_ChatFusionFeatures, ChatModelUnitTests):
+    @property
+    def chat_model_class(self) -> type[ChatFusion]:
+        return ChatFusion
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return _settings(UNREACHABLE)
+
+    @property
+    def init_from_env_params(self) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+        return (
+            {"OPENROUTER_API_KEY": "sk-from-env", "OPENROUTER_BASE_URL": UNREACHABLE},
+            {"model": "openrouter/fusion"},
+            {"api_key": "sk-from-env", "base_url": UNREACHABLE},
+        )
 
     @pytest.mark.xfail(
         reason="load(allowed_objects='all'), as this test calls it, admits only the classes "
@@ -152,7 +157,7 @@ NESTED_RUNS = (
 )
 
 
-class TestChatFusionIntegration(ChatModelIntegrationTests):
+class TestChatFusionIntegration(_ChatFusionFeatures, ChatModelIntegrationTests):
     @property
     def chat_model_class(self) -> type[ChatFusion]:
         return ChatFusion
@@ -162,35 +167,7 @@ class TestChatFusionIntegration(ChatModelIntegrationTests):
         return _settings(_base_url())
 
     @property
-    def has_tool_calling(self) -> bool:
-        return True
-
-    @property
-    def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def has_structured_output(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return False
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return False
-
-    @property
     def supports_image_urls(self) -> bool:
-        return False
-
-    @property
-    def supports_audio_inputs(self) -> bool:
-        return False
-
-    @property
-    def supports_pdf_inputs(self) -> bool:
         return False
 
     @property
@@ -204,10 +181,6 @@ class TestChatFusionIntegration(ChatModelIntegrationTests):
     @property
     def supports_anthropic_inputs(self) -> bool:
         return False
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
 
     @property
     def supports_model_override(self) -> bool:
