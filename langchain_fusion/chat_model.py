@@ -486,6 +486,7 @@ class _Turn:
                             name=FUSION_TOOL_NAME,
                             args={"prompt": _prompt_of(self.conversation)},
                             id=tool_message.tool_call_id,
+                            type="tool_call",
                         )
                     ],
                 )

@@ -1,8 +1,8 @@
 """Named panels ("presets"): data a user can read, extend and switch between.
 
 The hosted service documents `general-high` (its "Quality" preset); `general-budget` is the
-custom panel from the seed article and `general-fast` is our choice of fast, inexpensive
-models. Explicit `analysis_models` / `model` always win over a preset.
+panel of OpenRouter's published example of a custom panel, and `general-fast` is our choice
+of fast, inexpensive models. Explicit `analysis_models` / `model` always win over a preset.
 """
 
 from __future__ import annotations
