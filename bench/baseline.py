@@ -20,9 +20,9 @@ from typing import Any
 import openai
 from langchain_core.messages import BaseMessage, BaseMessageChunk, HumanMessage, SystemMessage
 
-from langchain_fusion.configuration import FusionConfiguration
-from langchain_fusion.prompts import JUDGE_SYSTEM_PROMPT, judge_request, synthesis_request
-from langchain_fusion.result import AnalysisLimits, FusionAnalysis, PanelResponse
+from langchain_fusion.contract.result import AnalysisLimits, FusionAnalysis, PanelResponse
+from langchain_fusion.graph import FusionSetup
+from langchain_fusion.graph.prompts import JUDGE_SYSTEM_PROMPT, judge_request, synthesis_request
 
 DEPTH_HEADERS = {"x-openrouter-fusion-depth": "1"}
 
@@ -128,13 +128,13 @@ class BareEnsemble:
 @dataclass
 class LangChainEnsemble:
     """The graph's calls without the graph: the configured LangChain models of a
-    `FusionConfiguration` (the same runnables the nodes call), chained by hand.
+    `FusionSetup` (the same runnables the nodes call), chained by hand.
 
     Between the bare SDK and the graph, it tells the LangChain model layer's cost apart
     from LangGraph's and the `ChatFusion` wrapper's.
     """
 
-    configuration: FusionConfiguration
+    setup: FusionSetup
     stream_panel: bool = True
     stream_outer: bool = True
 
@@ -149,20 +149,20 @@ class LangChainEnsemble:
         return message
 
     async def _panelist(self, index: int, messages: list[BaseMessage]) -> PanelResponse:
-        seat = self.configuration.panel[index]
+        seat = self.setup.panel[index]
         message = await self._call(seat.model, messages, self.stream_panel)
         return PanelResponse(model=seat.label, content=message.text if message else "")
 
     async def deliberate(self, prompt: str) -> str:
-        configuration = self.configuration
+        setup = self.setup
         messages: list[BaseMessage] = [HumanMessage(prompt)]
         responses = await asyncio.gather(
-            *(self._panelist(seat.index, messages) for seat in configuration.panel)
+            *(self._panelist(seat.index, messages) for seat in setup.panel)
         )
-        output = await configuration.judge.ainvoke(
+        output = await setup.judges[0].structured.ainvoke(
             [SystemMessage(JUDGE_SYSTEM_PROMPT), HumanMessage(judge_request(messages, responses))]
         )
         analysis = FusionAnalysis.model_validate(output["parsed"])
         request = HumanMessage(synthesis_request(analysis, responses))
-        final = await self._call(configuration.synthesizer, [*messages, request], self.stream_outer)
+        final = await self._call(setup.synthesizer, [*messages, request], self.stream_outer)
         return final.text if final else ""

@@ -29,7 +29,7 @@ from bench.profiles import (
     instant,
 )
 from bench.server import ServerProcess, Timing
-from langchain_fusion.configuration import FusionConfiguration
+from langchain_fusion.graph import build_setup
 
 GOAL = 1.3
 Contender = Callable[[], Awaitable[Any]]
@@ -71,12 +71,12 @@ def contenders(
     models = models or instant(f"cpu{panel_size}", panel_size)
     server.set_scripts(models.scripts())
     bare = BareEnsemble.create(server.base_url, API_KEY, models.panel, models.judge, models.outer)
-    configuration = FusionConfiguration.build(
+    setup = build_setup(
         {"analysis_models": list(models.panel), "model": models.judge, "tools": []},
         outer_model=models.outer,
         backend=backend(server.base_url),
     )
-    lc_models = LangChainEnsemble(configuration)
+    lc_models = LangChainEnsemble(setup)
     chat = chat_fusion(models, server.base_url, forced=True)
     graph = fusion_graph(models, server.base_url)
     entries: dict[str, Contender] = {

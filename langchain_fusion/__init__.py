@@ -1,16 +1,15 @@
 """Multi-model deliberation (OpenRouter Fusion) as LangChain and LangGraph parts."""
 
 from langchain_fusion.backends import ChatOpenAICompatible, OpenAICompatibleBackend
-from langchain_fusion.chat_model import ChatFusion
-from langchain_fusion.graph import create_fusion_graph
-from langchain_fusion.parameters import (
+from langchain_fusion.chat_models import ChatFusion
+from langchain_fusion.contract.parameters import (
     FusionParameterError,
     FusionParameters,
     ReasoningConfig,
     ToolSpec,
 )
-from langchain_fusion.presets import PRESETS, Preset, register_preset
-from langchain_fusion.result import (
+from langchain_fusion.contract.presets import PRESETS, Preset, register_preset
+from langchain_fusion.contract.result import (
     FailedModel,
     FusionAnalysis,
     FusionResult,
@@ -19,7 +18,8 @@ from langchain_fusion.result import (
     Source,
     TokenUsage,
 )
-from langchain_fusion.tool import FusionTool
+from langchain_fusion.graph import create_fusion_graph
+from langchain_fusion.tools import FusionTool
 
 __all__ = [
     "PRESETS",

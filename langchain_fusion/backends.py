@@ -20,7 +20,7 @@ from langchain_openai import ChatOpenAI
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
-from langchain_fusion.parameters import ReasoningConfig
+from langchain_fusion.contract.parameters import ReasoningConfig
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 DEPTH_HEADER = "x-openrouter-fusion-depth"

@@ -30,12 +30,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from langgraph.graph.state import CompiledStateGraph
-
 from langchain_fusion.backends import OpenAICompatibleBackend
-from langchain_fusion.graph import create_fusion_graph
-from langchain_fusion.parameters import FusionParameters
-from langchain_fusion.state import FusionState, InputState, OutputState
+from langchain_fusion.contract.parameters import FusionParameters
+from langchain_fusion.graph import FusionGraph, create_fusion_graph
 
 PARAMETERS_ENV = "FUSION_PARAMETERS"
 """The environment variable holding the hosted service's parameter JSON."""
@@ -53,9 +50,7 @@ def parameters_from_env(environ: Mapping[str, str] | None = None) -> FusionParam
     return FusionParameters.from_json(raw) if raw else FusionParameters()
 
 
-def graph_from_env(
-    environ: Mapping[str, str] | None = None,
-) -> CompiledStateGraph[FusionState, None, InputState, OutputState]:
+def graph_from_env(environ: Mapping[str, str] | None = None) -> FusionGraph:
     """The standalone fusion graph (panel, judge, synthesis) configured from `environ`.
 
     The backend reads `OPENROUTER_BASE_URL` and `OPENROUTER_API_KEY`; the parameters come

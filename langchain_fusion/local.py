@@ -17,9 +17,9 @@ from typing import Any
 from pydantic import SecretStr
 
 from langchain_fusion.backends import OpenAICompatibleBackend
+from langchain_fusion.contract.parameters import FusionParameters
+from langchain_fusion.contract.result import AnalysisLimits
 from langchain_fusion.graph import create_fusion_graph
-from langchain_fusion.parameters import FusionParameters
-from langchain_fusion.result import AnalysisLimits
 
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
 """The name the local server answers to and reports in its responses."""

@@ -44,8 +44,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from langchain_fusion._background_server import BackgroundServer, bind_socket, http_url
-from langchain_fusion.chat_model import FUSION_ALIASES, ChatFusion
-from langchain_fusion.errors import describe_error, status_code_of
+from langchain_fusion.chat_models import FUSION_ALIASES, ChatFusion
+from langchain_fusion.contract.errors import describe_error, status_code_of
+from langchain_fusion.graph.prompts import FUSION_TOOL_NAME
 from langchain_fusion.local import (
     LOCAL_ANALYSIS_LIMITS,
     LOCAL_JUDGE_TOKENS,
@@ -53,7 +54,6 @@ from langchain_fusion.local import (
     LOCAL_PANEL_TOKENS,
     LocalModelServer,
 )
-from langchain_fusion.prompts import FUSION_TOOL_NAME
 
 __all__ = [
     "FUSION_MODELS",

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 import langchain_fusion
 from langchain_fusion import ChatFusion, FusionResult
-from langchain_fusion.presets import PRESETS
+from langchain_fusion.contract.presets import PRESETS
 from langchain_fusion.testing import ModelScript, RecordedRequest, ScriptedOpenAIServer
 
 PANEL = ["panel-a", "panel-b"]

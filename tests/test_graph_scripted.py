@@ -17,8 +17,8 @@ from langchain_fusion import (
     OpenAICompatibleBackend,
     create_fusion_graph,
 )
-from langchain_fusion import events as ev
 from langchain_fusion.backends import DEPTH_HEADER
+from langchain_fusion.contract import events as ev
 from langchain_fusion.testing import ModelScript, RecordedRequest, ScriptedOpenAIServer
 
 PANEL = ["panel-a", "panel-b", "panel-c"]
@@ -362,7 +362,8 @@ def test_repeated_panel_model_is_a_valid_panel(scripted_server: ScriptedOpenAISe
     result = graph_for(scripted_server, panel=["panel-a"] * 3, synthesize=False).invoke(
         {"messages": conversation()}
     )["result"]
-    assert [r.model for r in result.responses] == ["panel-a"] * 3
+    # Each seat of a repeated model has its own stable label (issue 11).
+    assert [r.model for r in result.responses] == ["panel-a#1", "panel-a#2", "panel-a#3"]
     assert len(chat_requests(scripted_server, "panel-a")) == 3
 
 

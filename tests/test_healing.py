@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from langchain_fusion.healing import heal_json
-from langchain_fusion.result import FusionAnalysis
+from langchain_fusion.contract.result import FusionAnalysis
+from langchain_fusion.graph.healing import heal_json
 
 
 class Verdict(BaseModel):

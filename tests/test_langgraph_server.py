@@ -28,8 +28,9 @@ from langgraph.pregel import Pregel
 from langgraph_sdk import get_client
 
 import langchain_fusion
-from langchain_fusion import FusionParameterError, FusionResult, events
+from langchain_fusion import FusionParameterError, FusionResult
 from langchain_fusion.backends import DEPTH_HEADER
+from langchain_fusion.contract import events
 from langchain_fusion.deployment import graph_from_env, parameters_from_env
 from langchain_fusion.testing import ScriptedOpenAIServer
 

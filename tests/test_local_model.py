@@ -42,7 +42,8 @@ def test_three_smollm2_panelists_produce_a_contract_result(
         "unique_insights",
         "blind_spots",
     }
-    assert [r.model for r in result.responses] == [LOCAL_MODEL_NAME] * 3
+    # Three seats of one model: each has its own label (the judge can tell them apart).
+    assert [r.model for r in result.responses] == [f"{LOCAL_MODEL_NAME}#{k}" for k in (1, 2, 3)]
     assert all(r.content.strip() for r in result.responses)
     # Distinct seeds: the same model three times is a panel of different answers.
     assert len({r.content for r in result.responses}) == 3

@@ -70,9 +70,7 @@ def test_sdist_holds_the_sources_and_documents_only(dist: Path) -> None:
     assert f"{root}/langchain_fusion/__init__.py" in names
 
 
-def test_wheel_installs_into_a_clean_environment_and_runs(
-    dist: Path, tmp_path: Path
-) -> None:
+def test_wheel_installs_into_a_clean_environment_and_runs(dist: Path, tmp_path: Path) -> None:
     assert UV is not None
     venv = tmp_path / "venv"
     _run(UV, "venv", "--quiet", "--python", sys.executable, venv)

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from langchain_fusion import presets as presets_module
-from langchain_fusion.parameters import (
+from langchain_fusion.contract import presets as presets_module
+from langchain_fusion.contract.parameters import (
     FusionParameterError,
     FusionParameters,
     ReasoningConfig,
     ToolSpec,
 )
-from langchain_fusion.presets import PRESETS, Preset, get_preset, register_preset
+from langchain_fusion.contract.presets import PRESETS, Preset, get_preset, register_preset
 
 CONTRACT_DEFAULT_PANEL = [
     "~anthropic/claude-opus-latest",

@@ -15,7 +15,8 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
-from langchain_fusion.prompts import (
+from langchain_fusion.contract.result import FusionAnalysis, PanelResponse, UniqueInsight
+from langchain_fusion.graph.prompts import (
     escape_tags,
     format_request,
     format_responses,
@@ -23,7 +24,6 @@ from langchain_fusion.prompts import (
     judge_request,
     synthesis_request,
 )
-from langchain_fusion.result import FusionAnalysis, PanelResponse, UniqueInsight
 
 # Any opening or closing tag of ours, as a tolerant parser (or a model) might read it.
 ANY_RESPONSE_TAG = re.compile(r"<\s*/?\s*response\b", re.IGNORECASE)

@@ -21,9 +21,10 @@ from langchain_fusion import (
     OpenAICompatibleBackend,
     create_fusion_graph,
 )
-from langchain_fusion.errors import run_failure_reason
-from langchain_fusion.limits import BudgetExceededError, FusionLimits, ModelPrice
-from langchain_fusion.result import FailedModel
+from langchain_fusion.contract.errors import run_failure_reason
+from langchain_fusion.contract.result import FailedModel
+from langchain_fusion.graph.budget import BudgetExceededError
+from langchain_fusion.limits import FusionLimits, ModelPrice
 from langchain_fusion.testing import ModelScript, ScriptedOpenAIServer
 
 PANEL = ["panel-a", "panel-b", "panel-c"]

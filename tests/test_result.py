@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from langchain_fusion.errors import run_failure_reason, status_code_of
-from langchain_fusion.result import (
+from langchain_fusion.contract.errors import run_failure_reason, status_code_of
+from langchain_fusion.contract.result import (
     MAX_ITEMS,
     MAX_LABEL,
     MAX_STANCES,

@@ -20,9 +20,9 @@ from langchain_fusion import (
     FusionTool,
     OpenAICompatibleBackend,
 )
-from langchain_fusion import events as ev
+from langchain_fusion.contract import events as ev
+from langchain_fusion.graph import DEPTH_METADATA_KEY
 from langchain_fusion.testing import ModelScript, ScriptedOpenAIServer
-from langchain_fusion.tool import DEPTH_METADATA_KEY
 
 PANEL = ["panel-a", "panel-b"]
 JUDGE = "judge-j"

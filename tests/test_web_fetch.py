@@ -19,7 +19,7 @@ from langchain_core.tools import ToolException
 from pydantic import ValidationError
 from web_site import HUGE_SIZE, PAGE_TITLE, LoopbackSite
 
-from langchain_fusion.result import Source
+from langchain_fusion.contract.result import Source
 from langchain_fusion.web import (
     AllowList,
     UnsafeURLError,

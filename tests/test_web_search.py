@@ -9,7 +9,7 @@ import pytest
 from langchain_core.messages import ToolMessage
 from web_site import BRAVE_KEY, LoopbackSite
 
-from langchain_fusion.result import Source
+from langchain_fusion.contract.result import Source
 from langchain_fusion.web import (
     BraveSearch,
     SearchError,

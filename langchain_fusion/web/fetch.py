@@ -25,7 +25,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackMan
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
-from langchain_fusion.result import Source
+from langchain_fusion.contract.result import Source
 from langchain_fusion.web.content import (
     collapse_whitespace,
     escape_untrusted,

@@ -39,9 +39,11 @@ FailureReason = Literal[
     "judge_upstream_error",
     "judge_empty_completion",
     "cancelled",
+    "fusion_invocation_capped",
     # Ours, beyond the hosted service's codes:
     "quorum_not_met",
     "budget_exceeded",
+    "deadline_exceeded",
 ]
 JUDGE_FAILURES: frozenset[str] = frozenset(
     {
@@ -188,6 +190,10 @@ class FusionUsage(BaseModel):
     synthesis: TokenUsage = Field(default_factory=TokenUsage)
     by_model: dict[str, TokenUsage] = Field(default_factory=dict)
     """Summed over every call to each model, across stages."""
+
+    def add_model(self, model: str, usage: TokenUsage) -> None:
+        """Count a call's usage under its model in `by_model`."""
+        self.by_model[model] = self.by_model.get(model, TokenUsage()) + usage
 
     @property
     def total(self) -> TokenUsage:

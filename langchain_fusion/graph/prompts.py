@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from langchain_core.messages import BaseMessage, ChatMessage, SystemMessage
 
-from langchain_fusion.result import FusionAnalysis, FusionResult, PanelResponse
+from langchain_fusion.contract.result import FusionAnalysis, FusionResult, PanelResponse
 
 JUDGE_SYSTEM_PROMPT = """\
 You are the judge of a panel of AI models that answered the same request independently.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
@@ -15,17 +16,25 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.runnables import RunnableConfig
-from langchain_core.tools import BaseTool, ToolException
-from langgraph.prebuilt import InjectedState
+from langchain_core.tools import BaseTool, InjectedToolArg, ToolException
+from langgraph.config import get_stream_writer
+from langgraph.constants import TAG_NOSTREAM
+from langgraph.prebuilt import InjectedState, ToolRuntime
 from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
-from langchain_fusion import events
 from langchain_fusion.backends import OpenAICompatibleBackend
-from langchain_fusion.configuration import FusionConfiguration
-from langchain_fusion.graph import DEPTH_METADATA_KEY, build_graph
-from langchain_fusion.prompts import FUSION_TOOL_DESCRIPTION, FUSION_TOOL_NAME, format_tool_content
-from langchain_fusion.result import FusionResult
-from langchain_fusion.settings import FusionSettings
+from langchain_fusion.contract import events
+from langchain_fusion.contract.errors import DeliberationRefused
+from langchain_fusion.contract.parameters import FusionParameterError
+from langchain_fusion.contract.result import FusionResult
+from langchain_fusion.graph import DEPTH_METADATA_KEY, FusionGraph, FusionSetup, build_graph
+from langchain_fusion.graph.progress import Writer, writer_listens
+from langchain_fusion.graph.prompts import (
+    FUSION_TOOL_DESCRIPTION,
+    FUSION_TOOL_NAME,
+    format_tool_content,
+)
+from langchain_fusion.tools.settings import FusionSettings
 
 
 class DeliberationRecursionError(ToolException):
@@ -41,6 +50,20 @@ class FusionToolInput(BaseModel):
     )
     messages: Annotated[list[AnyMessage] | None, InjectedState("messages")] = None
     """In a LangGraph agent, the conversation so far (hidden from the model)."""
+    runtime: Annotated[Any, InjectedToolArg] = None
+    """In a LangGraph agent, the tool call's `ToolRuntime` (hidden from the model): the
+    call's id (one fusion per turn) and the agent's stream writer."""
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A call that will deliberate: the graph's input, its config and its stream modes."""
+
+    input: dict[str, Any]
+    config: RunnableConfig
+    stream_mode: list[str]
+    writer: Writer | None
+    """Where the caller's progress events go: the agent's stream writer, if any."""
 
 
 class FusionTool(FusionSettings, BaseTool):
@@ -49,7 +72,9 @@ class FusionTool(FusionSettings, BaseTool):
     The content the calling model reads holds the analysis and the answers; the artifact is
     the full `FusionResult`. Failures come back as a message naming the `failure_reason`,
     never as an exception that ends the agent's loop. In a LangGraph agent the panel also
-    sees the conversation (system messages included), not only the prompt.
+    sees the conversation (system messages included), not only the prompt. As on the hosted
+    service, one fusion runs per turn: a second fusion call in the same model message gets
+    `failure_reason: fusion_invocation_capped`.
 
     Example:
         ```python
@@ -72,75 +97,117 @@ class FusionTool(FusionSettings, BaseTool):
     """Deliberations per conversation (counted in the conversation itself: earlier fusion
     results in it); past the limit the tool says so instead of running again."""
 
-    _configuration: FusionConfiguration = PrivateAttr()
-    _graph: Any = PrivateAttr()
+    _setup: FusionSetup = PrivateAttr()
+    _graph: FusionGraph = PrivateAttr()
 
     @model_validator(mode="after")
     def _build(self) -> FusionTool:
         # Resolved and compiled once here, so bad parameters fail at construction.
-        self._configuration = self.fusion_configuration(
+        self._setup = self.fusion_setup(
             backend=self.backend or OpenAICompatibleBackend(), temperature=self.temperature
         )
-        self._graph = build_graph(self._configuration, name=self.name)
+        self._graph = build_graph(self._setup, name=self.name)
         return self
 
     @property
-    def configuration(self) -> FusionConfiguration:
-        """The resolved panel and judge."""
-        return self._configuration
+    def configuration(self) -> FusionSetup:
+        """The resolved configuration: parameters, limits, the panel's seats and the judge."""
+        return self._setup
 
     def _run(
         self,
         prompt: str,
         messages: Sequence[BaseMessage] | None = None,
+        runtime: ToolRuntime | None = None,
         *,
         config: RunnableConfig,
         run_manager: CallbackManagerForToolRun | None = None,
     ) -> tuple[str, FusionResult | None]:
         """Run the deliberation; returns (content for the model, `FusionResult`)."""
-        if refusal := self._over_limit(messages):
-            return refusal
-        inner = self._inner_config(config, run_manager)
+        request = self._request(prompt, messages, runtime, config, run_manager)
+        if not isinstance(request, _Request):
+            return request
         state: dict[str, Any] = {}
         try:
             for mode, chunk in self._graph.stream(
-                {"messages": deliberation_messages(prompt, messages)},
-                inner,
-                stream_mode=_stream_modes(),
+                request.input, request.config, stream_mode=request.stream_mode
             ):
-                state = _forward(mode, chunk, state)
-        except ValueError as error:  # refused before any call (input, budget): tell the agent
-            raise ToolException(str(error)) from error
+                state = _forward(mode, chunk, state, request.writer)
+        except (DeliberationRefused, FusionParameterError) as error:
+            raise ToolException(str(error)) from error  # refused before any call: say why
         return _tool_output(state)
 
     async def _arun(
         self,
         prompt: str,
         messages: Sequence[BaseMessage] | None = None,
+        runtime: ToolRuntime | None = None,
         *,
         config: RunnableConfig,
         run_manager: AsyncCallbackManagerForToolRun | None = None,
     ) -> tuple[str, FusionResult | None]:
         """Async `_run`. Cancelling the caller cancels every inner call."""
-        if refusal := self._over_limit(messages):
-            return refusal
-        inner = self._inner_config(config, run_manager)
+        request = self._request(prompt, messages, runtime, config, run_manager)
+        if not isinstance(request, _Request):
+            return request
         state: dict[str, Any] = {}
         try:
             async for mode, chunk in self._graph.astream(
-                {"messages": deliberation_messages(prompt, messages)},
-                inner,
-                stream_mode=_stream_modes(),
+                request.input, request.config, stream_mode=request.stream_mode
             ):
-                state = _forward(mode, chunk, state)
-        except ValueError as error:
+                state = _forward(mode, chunk, state, request.writer)
+        except (DeliberationRefused, FusionParameterError) as error:
             raise ToolException(str(error)) from error
         except asyncio.CancelledError:
             # Say so on the progress stream (a UI may still be listening), then let go.
             cancelled = FusionResult(status="error", failure_reason="cancelled")
-            events.emit(events.COMPLETED, result=cancelled.model_dump(mode="json"))
+            event = {"type": events.COMPLETED, "result": cancelled.model_dump(mode="json")}
+            _forward("custom", event, {}, request.writer)
             raise
         return _tool_output(state)
+
+    def _request(
+        self,
+        prompt: str,
+        messages: Sequence[BaseMessage] | None,
+        runtime: ToolRuntime | None,
+        config: RunnableConfig,
+        run_manager: CallbackManagerForToolRun | AsyncCallbackManagerForToolRun | None,
+    ) -> _Request | tuple[str, FusionResult | None]:
+        """What to deliberate on, or why not to: the turn's cap, `max_invocations`."""
+        tool_call_id = runtime.tool_call_id if runtime is not None else None
+        if refusal := self._capped(messages or (), tool_call_id) or self._over_limit(messages):
+            return refusal
+        writer = runtime.stream_writer if runtime is not None else _ambient_writer()
+        return _Request(
+            input={"messages": deliberation_messages(prompt, messages)},
+            config=self._inner_config(config, run_manager),
+            stream_mode=["custom", "values"] if writer_listens(writer) else ["values"],
+            writer=writer,
+        )
+
+    def _capped(
+        self, messages: Sequence[BaseMessage], tool_call_id: str | None
+    ) -> tuple[str, FusionResult] | None:
+        """One fusion per turn: an earlier fusion call in this call's message wins."""
+        if tool_call_id is None:
+            return None
+        for message in reversed(messages):
+            if not isinstance(message, AIMessage):
+                continue
+            calls = [call["id"] for call in message.tool_calls if call["name"] == self.name]
+            if tool_call_id not in calls:
+                continue
+            if calls.index(tool_call_id) == 0:
+                return None
+            capped = FusionResult(
+                status="error",
+                failure_reason="fusion_invocation_capped",
+                failure_detail="one fusion per turn: this turn already deliberates in an "
+                f"earlier {self.name} call",
+            )
+            return format_tool_content(capped), capped
+        return None
 
     def _over_limit(
         self, messages: Sequence[BaseMessage] | None
@@ -176,7 +243,7 @@ class FusionTool(FusionSettings, BaseTool):
             "run_name": self.name,
             # The agent's `messages` stream shows its own model's tokens, not the panel's:
             # progress reaches it as custom events instead.
-            "tags": ["nostream"],
+            "tags": [TAG_NOSTREAM],
         }
 
 
@@ -220,18 +287,21 @@ def deliberation_messages(
     return turns
 
 
-def _stream_modes() -> list[str]:
-    """Progress events only when the caller's graph has a listener for them."""
-    return ["custom", "values"] if events.listening() else ["values"]
+def _ambient_writer() -> Writer | None:
+    """The stream writer of the graph run we are inside; None outside one."""
+    try:
+        return get_stream_writer()
+    except (RuntimeError, KeyError):
+        return None
 
 
-def _forward(mode: str, chunk: Any, state: dict[str, Any]) -> dict[str, Any]:
+def _forward(mode: str, chunk: Any, state: dict[str, Any], writer: Writer | None) -> dict[str, Any]:
     """Re-emit a progress event to the caller's graph; keep the latest state."""
     if mode == "custom":
         # The deliberation runs as a nested graph, whose events the caller would only
         # see with `subgraphs=True`; forwarding puts them on the caller's own stream.
-        fields = dict(chunk)
-        events.emit(fields.pop("type"), **fields)
+        if writer is not None:
+            writer(chunk)
         return state
     return dict(chunk)
 

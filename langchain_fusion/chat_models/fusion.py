@@ -37,6 +37,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.constants import TAG_NOSTREAM
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from langchain_fusion.backends import (
@@ -49,10 +50,10 @@ from langchain_fusion.backends import (
     model_label,
     resolve_model,
 )
-from langchain_fusion.prompts import FUSION_TOOL_NAME, is_instruction_message
-from langchain_fusion.result import FusionResult, TokenUsage
-from langchain_fusion.settings import FusionSettings
-from langchain_fusion.tool import FusionTool
+from langchain_fusion.contract.result import FusionResult, TokenUsage
+from langchain_fusion.graph.prompts import FUSION_TOOL_NAME, is_instruction_message
+from langchain_fusion.tools.fusion import FusionTool
+from langchain_fusion.tools.settings import FusionSettings
 
 FUSION_ALIASES: dict[str, str | None] = {
     "openrouter/fusion": None,
@@ -62,8 +63,6 @@ FUSION_ALIASES: dict[str, str | None] = {
 
 _PARENT_RUN = "_fusion_parent_run"
 _STREAM_OUTER = "_fusion_stream_outer"
-TAG_NOSTREAM = "nostream"
-"""LangGraph's tag for runs whose tokens its `messages` stream mode leaves out."""
 
 MAX_OUTER_CALLS = 4
 """Outer calls per request: decide, (deliberate), answer; a margin for parallel calls."""
@@ -175,7 +174,7 @@ class ChatFusion(FusionSettings, BaseChatModel):
     @classmethod
     def get_lc_namespace(cls) -> list[str]:
         """The module that defines the class, which `load` imports it from."""
-        return ["langchain_fusion", "chat_model"]
+        return ["langchain_fusion", "chat_models"]
 
     @property
     def outer_model_name(self) -> str:
@@ -188,13 +187,13 @@ class ChatFusion(FusionSettings, BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        configuration = self._fusion.configuration
+        setup = self._fusion.configuration
         return {
             "model_name": self.model_name,
             "outer_model": self.outer_model_name,
-            "analysis_models": [seat.label for seat in configuration.panel],
-            "judge_model": configuration.judge_label,
-            "preset": configuration.parameters.preset,
+            "analysis_models": [seat.label for seat in setup.panel],
+            "judge_model": setup.judge_label,
+            "preset": setup.parameters.preset,
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph import add_messages
 
-from langchain_fusion.result import (
+from langchain_fusion.contract.result import (
     FailureReason,
     FusionAnalysis,
     FusionResult,
+    PanelResponse,
     Source,
     TokenUsage,
 )
@@ -25,8 +26,6 @@ class PanelTask:
 
     index: int
     messages: Sequence[AnyMessage]
-    run_key: str | None = None
-    """The run's deadline, quorum and budget ledger (`limits.RUNS`)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,22 @@ class PanelOutcome:
     usage: TokenUsage = field(default_factory=TokenUsage)
     sources: tuple[Source, ...] = ()
     """Pages this panelist retrieved while researching."""
+    stopped: str | None = None
+    """Why the run stopped this panelist, if it did: `budget` or `deadline`."""
+
+
+@dataclass
+class Verdict:
+    """What the judge stage produced, whichever judge produced it."""
+
+    analysis: FusionAnalysis | None = None
+    failure: FailureReason | None = None
+    error: str | None = None
+    usage_by_model: dict[str, TokenUsage] = field(default_factory=dict)
+    sources: list[Source] = field(default_factory=list)
+
+    def spend(self, model: str, usage: TokenUsage) -> None:
+        self.usage_by_model[model] = self.usage_by_model.get(model, TokenUsage()) + usage
 
 
 @dataclass
@@ -55,15 +70,12 @@ class InputState:
 class FusionState(InputState):
     """Everything the nodes read and write."""
 
-    run_key: str | None = None
-    """Where the run's deadline, quorum clock and budget ledger live (`limits.RUNS`)."""
     panel_outcomes: Annotated[list[PanelOutcome], operator.add] = field(default_factory=list)
     """One entry per panelist, in completion order (parallel runs append)."""
-    analysis: FusionAnalysis | None = None
-    judge_failure: FailureReason | None = None
-    judge_error: str | None = None
+    verdict: Verdict | None = None
+    """What the judge stage produced; None when the judge was not asked."""
     result: FusionResult | None = None
-    """The contract's result, written by the judge node."""
+    """The contract's result, written by the `conclude` node."""
     answer: str | None = None
     """The final answer, written by the synthesis node (standalone use only)."""
     synthesis_error: str | None = None
@@ -77,3 +89,12 @@ class OutputState:
     result: FusionResult | None = None
     answer: str | None = None
     synthesis_error: str | None = None
+
+
+def responses_of(outcomes: Iterable[PanelOutcome]) -> list[PanelResponse]:
+    """The panelists that answered, in seat order."""
+    return [
+        PanelResponse(model=outcome.model, content=outcome.content)
+        for outcome in sorted(outcomes, key=lambda outcome: outcome.index)
+        if outcome.content is not None
+    ]

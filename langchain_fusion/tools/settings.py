@@ -1,4 +1,9 @@
-"""The fusion parameters as keyword fields, shared by `FusionTool` and `ChatFusion`."""
+"""The fusion parameters as keyword fields, shared by `FusionTool` and `ChatFusion`.
+
+The fields feed the configuration chain: `fusion_parameters()` (the contract's parameters,
+what users send), `fusion_limits()` (our reliability limits), then `fusion_setup()` (the
+resolved models, graph/setup.py). Unknown keywords are refused with the closest valid name.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,16 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from langchain_fusion.backends import ModelLike, OpenAICompatibleBackend
-from langchain_fusion.configuration import FusionConfiguration, limits_from
-from langchain_fusion.limits import FusionLimits
-from langchain_fusion.parameters import FusionParameters, ReasoningConfig, ToolSpec
-from langchain_fusion.result import AnalysisLimits
+from langchain_fusion.contract.errors import unknown_keywords
+from langchain_fusion.contract.parameters import FusionParameters, ReasoningConfig, ToolSpec
+from langchain_fusion.contract.result import AnalysisLimits
+from langchain_fusion.graph.setup import FusionSetup, build_setup
+from langchain_fusion.limits import FusionLimits, limits_from
+
+_LIMIT_FIELDS = ("min_successful", "straggler_grace", "deadline", "max_total_tokens", "max_cost")
 
 
 class FusionSettings(BaseModel):
@@ -47,17 +55,26 @@ class FusionSettings(BaseModel):
     max_cost: float | None = None
     fallback_judge_model: ModelLike | None = None
     """Asked when the judge fails, after the judge's own retry."""
+    anonymize_judge: bool = False
+    """The judge reads `Response A`, `Response B`, ... in a shuffled order, not model names."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keywords(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            names = [
+                alias
+                for name, field in cls.model_fields.items()
+                for alias in (name, field.alias)
+                if alias
+            ]
+            unknown_keywords(cls.__name__, data, names)
+        return data
 
     def fusion_limits(self) -> FusionLimits:
         """The effective `FusionLimits` (raises `FusionParameterError` on bad values)."""
         data = self.limits.model_dump(exclude_unset=True) if self.limits else {}
-        for name in (
-            "min_successful",
-            "straggler_grace",
-            "deadline",
-            "max_total_tokens",
-            "max_cost",
-        ):
+        for name in _LIMIT_FIELDS:
             value = getattr(self, name)
             if value is not None:
                 data[name] = value
@@ -78,18 +95,18 @@ class FusionSettings(BaseModel):
         data.update({k: v for k, v in overrides.items() if v is not None})
         return FusionParameters.model_validate(data)
 
-    def fusion_configuration(
+    def fusion_setup(
         self,
         *,
         backend: OpenAICompatibleBackend,
         outer_model: ModelLike | None = None,
         synthesize: bool = False,
         **overrides: Any,
-    ) -> FusionConfiguration:
+    ) -> FusionSetup:
         """Resolve the panel and judge once (validated before any model is called)."""
         panel = self.analysis_models
         has_instances = panel is not None and any(isinstance(m, BaseChatModel) for m in panel)
-        return FusionConfiguration.build(
+        return build_setup(
             self.fusion_parameters(**overrides),
             panel=panel if has_instances else None,
             judge=self.judge_model if isinstance(self.judge_model, BaseChatModel) else None,
@@ -100,4 +117,5 @@ class FusionSettings(BaseModel):
             research_tools=self.research_tools,
             limits=self.fusion_limits(),
             fallback_judge=self.fallback_judge_model,
+            anonymize_judge=self.anonymize_judge,
         )

@@ -20,7 +20,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from langchain_fusion.presets import DEFAULT_PRESET, PRESETS, get_preset
+from langchain_fusion.contract.presets import DEFAULT_PRESET, PRESETS, get_preset
 
 SERVER_TOOL_TYPE = "openrouter:fusion"
 

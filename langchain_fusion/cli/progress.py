@@ -21,8 +21,8 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from langchain_fusion import events
-from langchain_fusion.result import JUDGE_FAILURES
+from langchain_fusion.contract import events
+from langchain_fusion.contract.result import JUDGE_FAILURES
 
 # What a row can be doing. Panel rows start `waiting` (request sent, no token yet).
 WAITING = "waiting"
@@ -174,7 +174,7 @@ class FusionProgress:
                 error = _short(str(event.get("error") or "failed"))
                 row.finish(now, FAILED, f"{code}: {error}" if code else error)
         elif kind == events.ANALYSIS_IN_PROGRESS:
-            self._judge.model = str(event.get("model") or self._judge.model)
+            self._judge.model = str(event.get("analyst_model") or self._judge.model)
             self._judge.start(now, COMPARING)
         elif kind == events.ANALYSIS_COMPLETED:
             self._judge.finish(now, DONE)

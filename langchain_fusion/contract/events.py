@@ -1,0 +1,31 @@
+"""Progress events, named as the hosted Responses API names them (without `response.`).
+
+Each event is a dict with a `type` (one of the names below) and that event's fields; a
+deliberation writes them to LangGraph's custom stream (`stream_mode="custom"`). The server
+puts them on the wire as `response.<type>`, with `item_id`, `output_index` and
+`sequence_number` added.
+"""
+
+from __future__ import annotations
+
+IN_PROGRESS = "fusion_call.in_progress"
+PANEL_ADDED = "fusion_call.panel.added"
+PANEL_DELTA = "fusion_call.panel.delta"
+PANEL_REASONING_DELTA = "fusion_call.panel.reasoning.delta"
+PANEL_COMPLETED = "fusion_call.panel.completed"
+PANEL_FAILED = "fusion_call.panel.failed"
+ANALYSIS_IN_PROGRESS = "fusion_call.analysis.in_progress"
+ANALYSIS_COMPLETED = "fusion_call.analysis.completed"
+COMPLETED = "fusion_call.completed"
+
+EVENT_TYPES: tuple[str, ...] = (
+    IN_PROGRESS,
+    PANEL_ADDED,
+    PANEL_DELTA,
+    PANEL_REASONING_DELTA,
+    PANEL_COMPLETED,
+    PANEL_FAILED,
+    ANALYSIS_IN_PROGRESS,
+    ANALYSIS_COMPLETED,
+    COMPLETED,
+)

@@ -1,0 +1,213 @@
+"""`create_fusion_graph`: panel → judge → synthesis as a compiled LangGraph graph.
+
+```
+START → start ─Send×N─▶ panelist ─▶ quorum ─met─▶ judge ─▶ conclude ─ok─▶ synthesis → END
+                                           └not met────────▶ conclude ─else─────────▶ END
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.tools import BaseTool
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+
+from langchain_fusion.backends import ModelLike, OpenAICompatibleBackend
+from langchain_fusion.contract.parameters import MAX_PANEL, FusionParameters
+from langchain_fusion.contract.result import AnalysisLimits
+from langchain_fusion.graph.context import FusionContext
+from langchain_fusion.graph.judge import JUDGE, ajudge, judge
+from langchain_fusion.graph.panel import PANELIST, apanelist, dispatch_panel, panelist, start
+from langchain_fusion.graph.progress import parent_streams_custom, requested_custom
+from langchain_fusion.graph.quorum import (
+    CONCLUDE,
+    QUORUM,
+    conclude,
+    quorum,
+    quorum_met,
+    synthesis_or_end,
+)
+from langchain_fusion.graph.setup import FusionSetup, build_setup
+from langchain_fusion.graph.state import FusionState, InputState, OutputState
+from langchain_fusion.graph.synthesis import SYNTHESIS, asynthesis, synthesis
+from langchain_fusion.limits import FusionLimits
+
+DEPTH_METADATA_KEY = "fusion_depth"
+"""Run metadata set on every deliberation; inherited by anything run inside it."""
+
+FusionCompiled = CompiledStateGraph[FusionState, FusionContext, InputState, OutputState]
+
+
+def create_fusion_graph(
+    parameters: FusionParameters | Mapping[str, Any] | None = None,
+    *,
+    panel: Sequence[ModelLike] | None = None,
+    judge: ModelLike | None = None,
+    outer_model: ModelLike | None = None,
+    synthesize: bool = True,
+    backend: OpenAICompatibleBackend | None = None,
+    analysis_limits: AnalysisLimits | None = None,
+    research_tools: Sequence[BaseTool] | None = None,
+    limits: FusionLimits | Mapping[str, Any] | None = None,
+    fallback_judge: ModelLike | None = None,
+    anonymize_judge: bool = False,
+    judge_shuffle_seed: int = 0,
+    checkpointer: Checkpointer = None,
+    name: str = "fusion",
+) -> FusionGraph:
+    """Build the deliberation graph.
+
+    Args:
+        parameters: `FusionParameters`, or the hosted service's JSON (server-tool form or a
+            bare parameters object). Validated here, before any model is called.
+        panel: Slugs or chat model instances that override `analysis_models`.
+        judge: A slug or chat model for the judge; default `parameters.model`, else the
+            outer model, else the preset's judge.
+        outer_model: The model that writes the final answer; default the judge.
+        synthesize: False for the tool form: the graph ends after the judge, and the
+            calling model writes the answer itself.
+        backend: Where slugs run; default OpenRouter (`OPENROUTER_BASE_URL`,
+            `OPENROUTER_API_KEY`).
+        analysis_limits: Tighter bounds on the judge's schema, for small local judges.
+        research_tools: Your own LangChain tools for panelists and the judge, in place of
+            the web tools that `parameters.tools` names (`tools: []` still turns research
+            off). On OpenRouter the web tools run server-side; elsewhere, local
+            `web_search` (when a provider is configured) and `web_fetch` stand in.
+        limits: `FusionLimits` (or its fields as a dict): `min_successful`,
+            `straggler_grace`, `deadline` (default 300 s), `max_total_tokens`, `max_cost`,
+            `prices`.
+        fallback_judge: A slug or chat model asked when the judge fails.
+        anonymize_judge: The judge reads `Response A`, `Response B`, ... in a shuffled
+            order (seeded by `judge_shuffle_seed` and the conversation) instead of model
+            names; the analysis you get back names the seats as usual.
+
+    The graph takes `{"messages": [...]}` and returns `messages` (plus the final answer
+    when synthesising), `result` (a `FusionResult`) and `answer`. Progress events stream
+    on `stream_mode="custom"`.
+    """
+    setup = build_setup(
+        parameters,
+        panel=panel,
+        judge=judge,
+        outer_model=outer_model,
+        synthesize=synthesize,
+        backend=backend,
+        analysis_limits=analysis_limits,
+        research_tools=research_tools,
+        limits=limits,
+        fallback_judge=fallback_judge,
+        anonymize_judge=anonymize_judge,
+        judge_shuffle_seed=judge_shuffle_seed,
+    )
+    return build_graph(setup, checkpointer=checkpointer, name=name)
+
+
+def build_graph(
+    setup: FusionSetup, *, checkpointer: Checkpointer = None, name: str = "fusion"
+) -> FusionGraph:
+    """Wire the steps for an already resolved set-up."""
+    builder = StateGraph(
+        FusionState,
+        context_schema=FusionContext,
+        input_schema=InputState,
+        output_schema=OutputState,
+    )
+    builder.add_node("start", start)
+    builder.add_node(PANELIST, _node(panelist, apanelist))
+    builder.add_node(QUORUM, quorum)
+    builder.add_node(JUDGE, _node(judge, ajudge))
+    builder.add_node(CONCLUDE, conclude)
+    builder.add_edge(START, "start")
+    builder.add_conditional_edges("start", dispatch_panel, [PANELIST])
+    builder.add_edge(PANELIST, QUORUM)
+    builder.add_conditional_edges(QUORUM, quorum_met, [JUDGE, CONCLUDE])
+    builder.add_edge(JUDGE, CONCLUDE)
+    if setup.synthesizer is not None:
+        builder.add_node(SYNTHESIS, _node(synthesis, asynthesis))
+        builder.add_conditional_edges(CONCLUDE, synthesis_or_end, [SYNTHESIS, END])
+        builder.add_edge(SYNTHESIS, END)
+    else:
+        builder.add_edge(CONCLUDE, END)
+    compiled = builder.compile(checkpointer=checkpointer, name=name)
+    graph = FusionGraph.of(compiled, setup)
+    # Every run carries the set-up in its trace; `fusion_depth` also marks what runs inside
+    # a deliberation, where the fusion tool refuses to run again. The whole panel runs at
+    # once on the sync path too (LangGraph's thread pool is otherwise cpu_count + 4).
+    return graph.with_config(
+        metadata=run_metadata(setup), tags=["fusion"], max_concurrency=2 * MAX_PANEL + 4
+    )
+
+
+def run_metadata(setup: FusionSetup) -> dict[str, Any]:
+    """What a trace records about a deliberation: panel, judge, preset and depth."""
+    return {
+        DEPTH_METADATA_KEY: 1,
+        "fusion_panel": [seat.label for seat in setup.panel],
+        "fusion_judge": setup.judge_label,
+        "fusion_preset": setup.parameters.preset,
+        "fusion_max_tool_calls": setup.parameters.max_tool_calls,
+    }
+
+
+def _node(func: Any, afunc: Any) -> RunnableLambda[Any, Any]:
+    """A step that runs natively in both sync and async runs."""
+    return RunnableLambda(func, afunc=afunc, name=func.__name__)
+
+
+class FusionGraph(FusionCompiled):
+    """The compiled deliberation graph; each run gets a fresh `FusionContext`.
+
+    LangGraph passes a run's context to every node; the caller need not give one: each
+    `invoke`, `stream` (and their async forms) starts with a new clock and ledger, and
+    knows from the stream modes asked for whether anyone listens to progress events.
+    """
+
+    setup: FusionSetup
+
+    def __init__(self, *, setup: FusionSetup, **attributes: Any) -> None:
+        super().__init__(**attributes)
+        self.setup = setup
+
+    @classmethod
+    def of(cls, compiled: FusionCompiled, setup: FusionSetup) -> FusionGraph:
+        # The same attributes LangGraph's own `copy` passes to the constructor.
+        attributes = {k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"}
+        return cls(setup=setup, **attributes)
+
+    def new_context(
+        self, config: RunnableConfig | None = None, stream_mode: Any = None
+    ) -> FusionContext:
+        """A fresh context for one run."""
+        listening = requested_custom(stream_mode) or parent_streams_custom(config)
+        return FusionContext.for_run(self.setup, listening=listening)
+
+    def stream(
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        context: Any = None,
+        stream_mode: Any = None,
+        **kwargs: Any,
+    ) -> Iterator[Any]:
+        if not isinstance(context, FusionContext):
+            context = self.new_context(config, stream_mode)
+        return super().stream(input, config, context=context, stream_mode=stream_mode, **kwargs)
+
+    def astream(
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        context: Any = None,
+        stream_mode: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        if not isinstance(context, FusionContext):
+            context = self.new_context(config, stream_mode)
+        return super().astream(input, config, context=context, stream_mode=stream_mode, **kwargs)

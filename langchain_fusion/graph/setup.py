@@ -1,0 +1,365 @@
+"""The resolved set-up of a deliberation: parameters, limits and the models of each seat.
+
+Resolved once, when a graph (or a `FusionTool`, a `ChatFusion`) is built, never per call;
+each run then gets its own clock and ledger in a `FusionContext` (`graph/context.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import BaseMessage
+from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_openai.chat_models.base import BaseChatOpenAI
+from langgraph.prebuilt import ToolNode
+
+from langchain_fusion.backends import (
+    ModelLike,
+    OpenAICompatibleBackend,
+    configure_inner_call,
+    model_label,
+    resolve_model,
+    runs_server_tools,
+)
+from langchain_fusion.contract.errors import describe_error
+from langchain_fusion.contract.parameters import (
+    MAX_PANEL,
+    MIN_PANEL,
+    FusionParameterError,
+    FusionParameters,
+    ToolSpec,
+)
+from langchain_fusion.contract.result import AnalysisLimits
+from langchain_fusion.limits import FusionLimits, limits_from
+
+logger = logging.getLogger(__name__)
+
+# The hosted tool types that have a local counterpart in `langchain_fusion.web`.
+WEB_SEARCH = "openrouter:web_search"
+WEB_FETCH = "openrouter:web_fetch"
+
+
+@dataclass(frozen=True)
+class PanelSeat:
+    """One seat of the panel: the model that answers there, set up for a panel call."""
+
+    index: int
+    label: str
+    """The model's name, or `name#k` when the panel has that model more than once."""
+    repeated: bool
+    model: Runnable[LanguageModelInput, BaseMessage]
+    """Answers in text (with OpenRouter's server-side tools, when those are used)."""
+    research_model: Runnable[LanguageModelInput, BaseMessage] | None = None
+    """The model with the local research tools bound; None when there are none."""
+
+    def name(self, reported: str | None) -> str:
+        """The seat's name in the result: the concrete model that answered, as the hosted
+        service reports it, or the stable seat label when the model sits more than once."""
+        return self.label if self.repeated else (reported or self.label)
+
+
+@dataclass(frozen=True)
+class JudgeSeat:
+    """A judge: bound to the analysis schema, and with research tools when it may research."""
+
+    label: str
+    structured: Runnable[LanguageModelInput, Any]
+    """Returns `{"raw", "parsed", "parsing_error"}`."""
+    research: Runnable[LanguageModelInput, BaseMessage] | None = None
+    """Tools and the analysis schema in one request, or None."""
+
+
+@dataclass(frozen=True)
+class FusionSetup:
+    """Parameters, limits and models, resolved once."""
+
+    parameters: FusionParameters
+    limits: FusionLimits
+    panel: tuple[PanelSeat, ...]
+    judges: tuple[JudgeSeat, ...]
+    """The judge, then the fallback judge (if any), asked in turn."""
+    synthesizer_label: str | None
+    synthesizer: Runnable[LanguageModelInput, BaseMessage] | None
+    """The outer model writing the final answer; None when the caller writes it (tool form)."""
+    tools: ToolNode | None = None
+    """Runs the local research tools (web search and fetch, or the caller's own)."""
+    anonymize_judge: bool = False
+    """The judge sees `Response A`, `Response B`, ... in a shuffled order, not model names."""
+    judge_shuffle_seed: int = 0
+
+    @property
+    def judge_label(self) -> str:
+        return self.judges[0].label
+
+    def estimate_inputs(self) -> dict[str, Any]:
+        """What the budget estimate needs to know about the seats."""
+        researching = any(seat.research_model is not None for seat in self.panel)
+        return {
+            "panel": [seat.label for seat in self.panel],
+            "judge": self.judge_label,
+            "synthesizer": self.synthesizer_label,
+            "tool_steps": self.parameters.max_tool_calls if researching else 0,
+            "judge_tool_steps": (
+                self.parameters.max_tool_calls if self.judges[0].research is not None else 0
+            ),
+            "judge_attempts": 2 * len(self.judges),
+        }
+
+
+def build_setup(
+    parameters: FusionParameters | Mapping[str, Any] | None = None,
+    *,
+    panel: Sequence[ModelLike] | None = None,
+    judge: ModelLike | None = None,
+    outer_model: ModelLike | None = None,
+    synthesize: bool = True,
+    backend: OpenAICompatibleBackend | None = None,
+    analysis_limits: AnalysisLimits | None = None,
+    research_tools: Sequence[BaseTool] | None = None,
+    limits: FusionLimits | Mapping[str, Any] | None = None,
+    fallback_judge: ModelLike | None = None,
+    anonymize_judge: bool = False,
+    judge_shuffle_seed: int = 0,
+) -> FusionSetup:
+    """Resolve slugs and instances into configured models (validated before any call).
+
+    The judge is `judge`, else `parameters.model`, else the outer model, else the preset's
+    judge. The synthesis is written by `outer_model`, else the judge. `research_tools`
+    replaces the web tools the `tools` parameter names.
+    """
+    params = _parameters(parameters)
+    backend = backend or OpenAICompatibleBackend()
+    entries: Sequence[ModelLike] = panel if panel is not None else params.panel
+    if not MIN_PANEL <= len(entries) <= MAX_PANEL:
+        raise FusionParameterError(
+            [f"panel = {len(entries)} models; allowed: {MIN_PANEL} to {MAX_PANEL} models"]
+        )
+    run_limits = limits_from(limits)
+    if run_limits.min_successful > len(entries):
+        raise FusionParameterError(
+            [
+                f"min_successful = {run_limits.min_successful}: more than the panel's "
+                f"{len(entries)} models; allowed: 1 to {len(entries)}"
+            ]
+        )
+    specs = params.effective_tools
+    # On OpenRouter the hosted web tools run server-side; elsewhere we run stand-ins.
+    server_side = research_tools is None and backend.runs_server_tools
+    local_tools = [] if server_side else _local_tools(specs, research_tools)
+
+    models = [resolve_model(entry, backend, panel_index=i) for i, entry in enumerate(entries)]
+    labels = seat_labels([model_label(model) for model in models])
+    seats = []
+    for index, (model, label) in enumerate(zip(models, labels, strict=True)):
+        configured = configure_inner_call(
+            model,
+            temperature=params.temperature,
+            max_tokens=params.max_completion_tokens,
+            reasoning=params.reasoning,
+        )
+        answering, researching = _with_tools(configured, specs, local_tools, backend)
+        run_name = f"panel:{label}"
+        seats.append(
+            PanelSeat(
+                index,
+                label,
+                label != model_label(model),
+                answering.with_config(run_name=run_name),
+                researching.with_config(run_name=run_name) if researching else None,
+            )
+        )
+
+    schema = (analysis_limits or AnalysisLimits()).json_schema()
+    judge_model = resolve_model(judge or params.model or outer_model or params.judge, backend)
+    judges = [_judge_seat(judge_model, "judge", params, schema, specs, local_tools, backend)]
+    if fallback_judge is not None:
+        fallback = resolve_model(fallback_judge, backend)
+        judges.append(_judge_seat(fallback, "judge:fallback", params, schema, (), (), backend))
+
+    synthesizer_label = synthesizer = None
+    if synthesize:
+        outer = resolve_model(outer_model, backend) if outer_model else judge_model
+        synthesizer_label = model_label(outer)
+        synthesizer = configure_inner_call(
+            outer, max_tokens=params.max_completion_tokens, depth=None
+        ).with_config(run_name="synthesis")
+    return FusionSetup(
+        parameters=params,
+        limits=run_limits,
+        panel=tuple(seats),
+        judges=tuple(judges),
+        synthesizer_label=synthesizer_label,
+        synthesizer=synthesizer,
+        tools=_tool_node(local_tools),
+        anonymize_judge=anonymize_judge,
+        judge_shuffle_seed=judge_shuffle_seed,
+    )
+
+
+def seat_labels(names: Sequence[str]) -> list[str]:
+    """Each seat's label: its model's name, or `name#k` for the k-th seat of a model that
+    sits more than once, so that the judge (and the user) can tell the seats apart."""
+    counts = Counter(names)
+    seen: Counter[str] = Counter()
+    labels = []
+    for name in names:
+        seen[name] += 1
+        labels.append(f"{name}#{seen[name]}" if counts[name] > 1 else name)
+    return labels
+
+
+def _judge_seat(
+    model: BaseChatModel,
+    run_name: str,
+    params: FusionParameters,
+    schema: dict[str, Any],
+    specs: Sequence[ToolSpec],
+    local_tools: Sequence[BaseTool],
+    backend: OpenAICompatibleBackend,
+) -> JudgeSeat:
+    configured = configure_inner_call(
+        model,
+        temperature=0.0,  # a repeatable analysis
+        max_tokens=params.max_completion_tokens,
+        reasoning=params.reasoning,
+    )
+    # The model run inside structured output is named too, so a trace reads `judge`.
+    named = configured.model_copy(update={"name": run_name})
+    research = _judge_with_tools(configured, schema, specs, local_tools, backend)
+    return JudgeSeat(
+        label=model_label(model),
+        structured=_structured_judge(named, schema).with_config(run_name=run_name),
+        research=research.with_config(run_name=run_name) if research else None,
+    )
+
+
+def _parameters(parameters: FusionParameters | Mapping[str, Any] | None) -> FusionParameters:
+    if parameters is None:
+        return FusionParameters()
+    if isinstance(parameters, FusionParameters):
+        return parameters
+    return FusionParameters.from_json(parameters)
+
+
+def _tool_node(tools: Sequence[BaseTool]) -> ToolNode | None:
+    """LangGraph's tool runner: the calls of one step run concurrently, and a tool's
+    failure (or an unknown tool) comes back to the model as an error tool message."""
+    if not tools:
+        return None
+    return ToolNode(list(tools), handle_tool_errors=_tool_error, name="research_tools")
+
+
+def _tool_error(error: Exception) -> str:
+    return f"error: {describe_error(error)}"
+
+
+def _local_tools(
+    specs: Sequence[ToolSpec], research_tools: Sequence[BaseTool] | None
+) -> list[BaseTool]:
+    """The tools we run ourselves: the caller's, else local stand-ins for the web tools."""
+    if not specs:
+        return []  # `tools: []` turns research off
+    if research_tools is not None:
+        return list(research_tools)
+    from langchain_fusion.web import WebFetchTool, WebSearchTool
+
+    tools: list[BaseTool] = []
+    for spec in specs:
+        if spec.type == WEB_SEARCH:
+            search = WebSearchTool.from_env()
+            if search is not None:  # no provider configured: search is simply not offered
+                tools.append(search)
+        elif spec.type == WEB_FETCH:
+            tools.append(WebFetchTool())
+        else:
+            logger.warning(
+                "tool type %r has no local counterpart; it is only sent to OpenRouter", spec.type
+            )
+    return tools
+
+
+def _server_tools(specs: Sequence[ToolSpec]) -> list[dict[str, Any]]:
+    return [spec.model_dump(exclude_none=True) for spec in specs]
+
+
+def _with_tools(
+    model: BaseChatModel,
+    specs: Sequence[ToolSpec],
+    local_tools: Sequence[BaseTool],
+    backend: OpenAICompatibleBackend,
+) -> tuple[
+    Runnable[LanguageModelInput, BaseMessage], Runnable[LanguageModelInput, BaseMessage] | None
+]:
+    """(the answering model, the researching model) for one panel seat."""
+    if specs and not local_tools and runs_server_tools(model, backend):
+        # OpenRouter runs its web tools itself, within the one call.
+        return _chat_completions(model).bind(tools=_server_tools(specs)), None
+    if not local_tools:
+        return model, None
+    try:
+        return model, model.bind_tools(local_tools)
+    except NotImplementedError:  # a model class without tool calling answers without tools
+        return model, None
+
+
+def _judge_with_tools(
+    judge: BaseChatModel,
+    schema: dict[str, Any],
+    specs: Sequence[ToolSpec],
+    local_tools: Sequence[BaseTool],
+    backend: OpenAICompatibleBackend,
+) -> Runnable[LanguageModelInput, BaseMessage] | None:
+    """The judge with tools and the analysis schema in one request (OpenAI-compatible only).
+
+    The schema travels in the request body rather than through `with_structured_output`:
+    the OpenAI SDK's parsing path refuses non-function and non-strict tools. The reply is
+    read by the same healing parser.
+    """
+    if not specs or not isinstance(judge, BaseChatOpenAI):
+        return None
+    if local_tools:
+        tools: list[dict[str, Any]] = [convert_to_openai_tool(t) for t in local_tools]
+    elif runs_server_tools(judge, backend):
+        tools = _server_tools(specs)
+        judge = judge.model_copy(update={"use_responses_api": False})  # see _chat_completions
+    else:
+        return None
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "FusionAnalysis", "schema": schema},
+    }
+    body = {**(judge.extra_body or {}), "response_format": response_format}
+    return judge.bind(tools=tools, extra_body=body)
+
+
+def _chat_completions(model: BaseChatModel) -> BaseChatModel:
+    """Keep OpenRouter's server tools on Chat Completions: `langchain-openai` would switch
+    to the Responses API on seeing tool types that are not functions."""
+    if isinstance(model, BaseChatOpenAI):
+        return model.model_copy(update={"use_responses_api": False})
+    return model
+
+
+def _structured_judge(
+    model: BaseChatModel, schema: dict[str, Any]
+) -> Runnable[LanguageModelInput, Any]:
+    # OpenAI-compatible servers get `response_format: json_schema`, which constrained
+    # decoders (llama.cpp) enforce; other providers use their own structured-output method.
+    if isinstance(model, BaseChatOpenAI):
+        return model.with_structured_output(schema, method="json_schema", include_raw=True)
+    try:
+        return model.with_structured_output(schema, include_raw=True)
+    except NotImplementedError:
+        # A text-only model: the prompt asks for the JSON and the healing parser reads it.
+        return model | RunnableLambda(_as_raw_output, name="raw_output")
+
+
+def _as_raw_output(message: BaseMessage) -> dict[str, Any]:
+    return {"raw": message, "parsed": None, "parsing_error": None}
