@@ -15,7 +15,8 @@ from typing import Protocol
 
 import pytest
 
-from langchain_fusion.testing.scripted_server import ModelScript, ScriptedOpenAIServer
+from langchain_fusion.testing.script import ModelScript
+from langchain_fusion.testing.server import ScriptedOpenAIServer
 
 __all__ = ["ScriptedServerFactory", "scripted_server", "scripted_server_factory"]
 
@@ -27,6 +28,8 @@ class ScriptedServerFactory(Protocol):
         self,
         scripts: Mapping[str, ModelScript] | None = None,
         default: ModelScript | None = None,
+        *,
+        strict: bool = True,
     ) -> ScriptedOpenAIServer:
         """Start and return a new server; it is stopped when the test ends."""
         ...
@@ -34,7 +37,7 @@ class ScriptedServerFactory(Protocol):
 
 @pytest.fixture
 def scripted_server() -> Iterator[ScriptedOpenAIServer]:
-    """A started `ScriptedOpenAIServer` where every model follows the default script."""
+    """A started, strict `ScriptedOpenAIServer` where every model follows the default script."""
     with ScriptedOpenAIServer() as server:
         yield server
 
@@ -47,8 +50,10 @@ def scripted_server_factory() -> Iterator[ScriptedServerFactory]:
     def factory(
         scripts: Mapping[str, ModelScript] | None = None,
         default: ModelScript | None = None,
+        *,
+        strict: bool = True,
     ) -> ScriptedOpenAIServer:
-        server = ScriptedOpenAIServer(scripts, default)
+        server = ScriptedOpenAIServer(scripts, default, strict=strict)
         servers.append(server)
         return server.start()
 
