@@ -8,36 +8,18 @@ the first outer call (which could only choose the tool) is skipped.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID, uuid4
 
-from langchain_core.callbacks import (
-    AsyncCallbackManager,
-    AsyncCallbackManagerForLLMRun,
-    CallbackManager,
-    CallbackManagerForLLMRun,
-)
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
-from langchain_core.messages import (
-    AIMessage,
-    AIMessageChunk,
-    BaseMessage,
-    BaseMessageChunk,
-    HumanMessage,
-    ToolCall,
-    ToolMessage,
-)
-from langchain_core.messages.ai import UsageMetadata, add_usage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, BaseMessageChunk
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from langgraph.constants import TAG_NOSTREAM
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from langchain_fusion.backends import (
@@ -50,8 +32,10 @@ from langchain_fusion.backends import (
     model_label,
     resolve_model,
 )
-from langchain_fusion.contract.result import FusionResult, TokenUsage
-from langchain_fusion.graph.prompts import FUSION_TOOL_NAME, is_instruction_message
+from langchain_fusion.chat_models.callbacks import child_config, parent_run
+from langchain_fusion.chat_models.tool_loop import OuterTurn, ToolChoice, normalise_choice
+from langchain_fusion.graph.prompts import FUSION_TOOL_NAME
+from langchain_fusion.graph.steps import PlanResult, arun_plan, run_plan
 from langchain_fusion.tools.fusion import FusionTool
 from langchain_fusion.tools.settings import FusionSettings
 
@@ -63,11 +47,7 @@ FUSION_ALIASES: dict[str, str | None] = {
 
 _PARENT_RUN = "_fusion_parent_run"
 _STREAM_OUTER = "_fusion_stream_outer"
-
-MAX_OUTER_CALLS = 4
-"""Outer calls per request: decide, (deliberate), answer; a margin for parallel calls."""
-
-ToolChoice = str | dict[str, Any] | bool
+_UNSET: Any = object()
 
 
 class ChatFusion(FusionSettings, BaseChatModel):
@@ -217,8 +197,14 @@ class ChatFusion(FusionSettings, BaseChatModel):
         tool_choice: ToolChoice | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind your tools; the fusion tool stays available next to them."""
+        """Bind your tools; the fusion tool stays available next to them (its name is
+        reserved)."""
         formatted = [convert_to_openai_tool(tool) for tool in tools]
+        if any(tool["function"]["name"] == FUSION_TOOL_NAME for tool in formatted):
+            raise ValueError(
+                f"the tool name {FUSION_TOOL_NAME!r} is reserved for the deliberation; "
+                "rename your tool"
+            )
         if tool_choice is not None:
             kwargs["tool_choice"] = tool_choice
         return super().bind(tools=formatted, **kwargs)
@@ -245,7 +231,7 @@ class ChatFusion(FusionSettings, BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
-        config, parent = _parent_run(config)
+        config, parent = parent_run(config)
         yield from super().stream(input, config, stop=stop, **{_PARENT_RUN: parent, **kwargs})
 
     async def astream(
@@ -256,7 +242,7 @@ class ChatFusion(FusionSettings, BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
-        config, parent = _parent_run(config)
+        config, parent = parent_run(config)
         async for chunk in super().astream(
             input, config, stop=stop, **{_PARENT_RUN: parent, **kwargs}
         ):
@@ -269,7 +255,7 @@ class ChatFusion(FusionSettings, BaseChatModel):
         kwargs.pop(_STREAM_OUTER, None)
         return super()._get_invocation_params(stop=stop, **kwargs)
 
-    # --- the tool loop --------------------------------------------------------------
+    # --- the tool loop (chat_models/tool_loop.py), driven once for each path --------
 
     def _stream(
         self,
@@ -278,32 +264,13 @@ class ChatFusion(FusionSettings, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        stream_outer = kwargs.pop(_STREAM_OUTER, True)
-        child = _child_config(run_manager, kwargs.pop(_PARENT_RUN, None))
+        child = child_config(run_manager, kwargs.pop(_PARENT_RUN, None))
         turn = self._start_turn(messages, stop, kwargs)
-        if turn.force_fusion:
-            turn.add_deliberation(self._fusion.invoke(turn.forced_call(), child))
-        for _ in range(MAX_OUTER_CALLS):
-            outer = turn.outer_runnable(self._outer, self._fusion)
-            message: BaseMessage | None = None
-            if not stream_outer:
-                message = outer.invoke(turn.transcript, child, **turn.call_kwargs)
-                if piece := turn.text_piece(message):
-                    yield piece
-            else:
-                merged: BaseMessageChunk | None = None
-                for chunk in outer.stream(turn.transcript, child, **turn.call_kwargs):
-                    merged = _merge(merged, chunk)
-                    if piece := turn.text_piece(chunk):
-                        if run_manager:
-                            run_manager.on_llm_new_token(piece.text, chunk=piece)
-                        yield piece
-                message = merged
-            calls = turn.take_outer(message)
-            if not calls:
-                break
-            for call in calls:
-                turn.add_deliberation(self._fusion.invoke(call, child))
+        for chunk in run_plan(turn.plan(self._outer, self._fusion, child), child):
+            if piece := _text_piece(chunk):
+                if run_manager:
+                    run_manager.on_llm_new_token(piece.text, chunk=piece)
+                yield piece
         yield turn.final_chunk(self._outer)
 
     async def _astream(
@@ -313,32 +280,14 @@ class ChatFusion(FusionSettings, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        stream_outer = kwargs.pop(_STREAM_OUTER, True)
-        child = _child_config(run_manager, kwargs.pop(_PARENT_RUN, None))
+        child = child_config(run_manager, kwargs.pop(_PARENT_RUN, None))
         turn = self._start_turn(messages, stop, kwargs)
-        if turn.force_fusion:
-            turn.add_deliberation(await self._fusion.ainvoke(turn.forced_call(), child))
-        for _ in range(MAX_OUTER_CALLS):
-            outer = turn.outer_runnable(self._outer, self._fusion)
-            message: BaseMessage | None = None
-            if not stream_outer:
-                message = await outer.ainvoke(turn.transcript, child, **turn.call_kwargs)
-                if piece := turn.text_piece(message):
-                    yield piece
-            else:
-                amerged: BaseMessageChunk | None = None
-                async for chunk in outer.astream(turn.transcript, child, **turn.call_kwargs):
-                    amerged = _merge(amerged, chunk)
-                    if piece := turn.text_piece(chunk):
-                        if run_manager:
-                            await run_manager.on_llm_new_token(piece.text, chunk=piece)
-                        yield piece
-                message = amerged
-            calls = turn.take_outer(message)
-            if not calls:
-                break
-            for call in calls:
-                turn.add_deliberation(await self._fusion.ainvoke(call, child))
+        plan = turn.plan(self._outer, self._fusion, child)
+        async for chunk in arun_plan(plan, child, PlanResult()):
+            if piece := _text_piece(chunk):
+                if run_manager:
+                    await run_manager.on_llm_new_token(piece.text, chunk=piece)
+                yield piece
         yield turn.final_chunk(self._outer)
 
     def _generate(
@@ -371,267 +320,27 @@ class ChatFusion(FusionSettings, BaseChatModel):
 
     def _start_turn(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
-    ) -> _Turn:
+    ) -> OuterTurn:
+        stream_outer = kwargs.pop(_STREAM_OUTER, True)
         user_tools: list[dict[str, Any]] = list(kwargs.pop("tools", None) or [])
-        choice = _normalise_choice(kwargs.pop("tool_choice", None) or self.tool_choice)
+        # A call's own choice wins, "none" and False included: only an absent one defers to
+        # the instance's.
+        given = kwargs.pop("tool_choice", _UNSET)
+        choice = normalise_choice(self.tool_choice if given is _UNSET else given)
         kwargs.pop("ls_structured_output_format", None)
         if stop or self.stop:
             kwargs["stop"] = stop or self.stop
-        return _Turn(
-            conversation=list(messages),
-            transcript=list(messages),
+        return OuterTurn.start(
+            messages,
             user_tools=user_tools,
             choice=choice,
             call_kwargs=kwargs,
             router=self.model_name,
+            stream_outer=stream_outer,
         )
 
 
-@dataclass
-class _Turn:
-    """One request's tool loop: the transcript so far and what has been spent."""
-
-    conversation: list[BaseMessage]
-    transcript: list[BaseMessage]
-    user_tools: list[dict[str, Any]]
-    choice: ToolChoice | None
-    call_kwargs: dict[str, Any]
-    router: str
-    results: list[FusionResult] = field(default_factory=list)
-    usage: UsageMetadata | None = None
-    last: BaseMessage | None = None
-
-    @property
-    def force_fusion(self) -> bool:
-        """Deliberation is certain: fusion named, or a tool required and fusion the only one."""
-        if _named(self.choice) == FUSION_TOOL_NAME:
-            return True
-        return self.choice == "required" and not self.user_tools
-
-    def forced_call(self) -> ToolCall:
-        """The fusion call the outer model could only have made: on the user's last turn."""
-        prompt = next(
-            (
-                m.text
-                for m in reversed(self.conversation)
-                if isinstance(m, HumanMessage) and m.text.strip()
-            ),
-            next((m.text for m in reversed(self.conversation) if m.text.strip()), ""),
-        )
-        return ToolCall(
-            name=FUSION_TOOL_NAME,
-            args={"prompt": prompt, "messages": self.conversation},
-            id=f"call_fusion_{len(self.results)}",
-            type="tool_call",
-        )
-
-    def outer_runnable(
-        self, outer: BaseChatModel, fusion: FusionTool
-    ) -> Runnable[LanguageModelInput, BaseMessage]:
-        """The outer model with this step's tools: fusion until it has run, then yours."""
-        tools: list[Any] = list(self.user_tools)
-        choice = self.choice
-        if not self.results:
-            tools = [fusion, *tools]
-        elif _named(choice) == FUSION_TOOL_NAME or (choice == "required" and not self.user_tools):
-            choice = None  # fusion ran: the requirement is met
-        if not tools:
-            return outer.with_config(run_name="outer")
-        if choice is None:
-            return outer.bind_tools(tools).with_config(run_name="outer")
-        # Chat model classes accept a dict or "required" here, whatever the base signature.
-        bound = outer.bind_tools(tools, tool_choice=choice)  # type: ignore[arg-type]
-        return bound.with_config(run_name="outer")
-
-    def text_piece(self, chunk: BaseMessage) -> ChatGenerationChunk | None:
-        """The part of an outer chunk the caller sees as it streams: its text."""
-        text = chunk.text
-        return ChatGenerationChunk(message=AIMessageChunk(content=text)) if text else None
-
-    def take_outer(self, message: BaseMessage | None) -> list[ToolCall]:
-        """Record an outer call; return the fusion calls it made, with the conversation."""
-        if message is None:
-            return []
-        self.usage = add_usage(self.usage, getattr(message, "usage_metadata", None))
-        self.last = message
-        tool_calls = getattr(message, "tool_calls", [])
-        calls = [c for c in tool_calls if c["name"] == FUSION_TOOL_NAME]
-        if not calls or self.results:
-            return []
-        self.transcript.append(AIMessage(content=message.content, tool_calls=tool_calls))
-        # The whole conversation: the tool leaves out the tool plumbing itself, and counts
-        # its own earlier results for `max_invocations`.
-        history = list(self.conversation)
-        return [
-            ToolCall(
-                name=FUSION_TOOL_NAME,
-                args={**call["args"], "messages": history},
-                id=call["id"],
-                type="tool_call",
-            )
-            for call in calls
-        ]
-
-    def add_deliberation(self, tool_message: Any) -> None:
-        """Append the fusion tool's message; count the deliberation's usage."""
-        assert isinstance(tool_message, ToolMessage)
-        if not self.transcript or not isinstance(self.transcript[-1], AIMessage | ToolMessage):
-            # Forced: show the outer model the call it did not need to make.
-            self.transcript.append(
-                AIMessage(
-                    content="",
-                    tool_calls=[
-                        ToolCall(
-                            name=FUSION_TOOL_NAME,
-                            args={"prompt": _prompt_of(self.conversation)},
-                            id=tool_message.tool_call_id,
-                            type="tool_call",
-                        )
-                    ],
-                )
-            )
-        self.transcript.append(
-            ToolMessage(tool_message.content, tool_call_id=tool_message.tool_call_id)
-        )
-        result = tool_message.artifact
-        if isinstance(result, FusionResult):
-            self.results.append(result)
-            self.usage = add_usage(self.usage, _as_usage_metadata(result.usage.total))
-        elif not self.results:
-            # A refused deliberation (e.g. nested): the outer model answers without it.
-            self.results.append(FusionResult(status="error"))
-
-    def final_chunk(self, outer: BaseChatModel) -> ChatGenerationChunk:
-        """The closing chunk: your tool calls, the summed usage, and the metadata."""
-        last = self.last
-        tool_call_chunks = []
-        finish_reason = "stop"
-        if last is not None:
-            finish_reason = last.response_metadata.get("finish_reason", "stop")
-            for index, call in enumerate(getattr(last, "tool_calls", [])):
-                if call["name"] == FUSION_TOOL_NAME:
-                    continue
-                tool_call_chunks.append(
-                    {
-                        "name": call["name"],
-                        "args": json.dumps(call["args"]),
-                        "id": call["id"],
-                        "index": index,
-                        "type": "tool_call_chunk",
-                    }
-                )
-        metadata: dict[str, Any] = {
-            "model_name": (last.response_metadata.get("model_name") if last else None)
-            or model_label(outer),
-            "model_provider": "openrouter",
-            "router": self.router,
-            "finish_reason": finish_reason,
-        }
-        completed = [r for r in self.results if r.responses or r.failure_reason]
-        if completed:
-            metadata["fusion_result"] = completed[-1].model_dump(mode="json")
-        return ChatGenerationChunk(
-            message=AIMessageChunk(
-                content="",
-                tool_call_chunks=tool_call_chunks,
-                usage_metadata=self.usage,
-                response_metadata=metadata,
-                chunk_position="last",
-            ),
-            generation_info={"finish_reason": finish_reason},
-        )
-
-
-def _merge(total: BaseMessageChunk | None, chunk: BaseMessage) -> BaseMessageChunk:
-    if not isinstance(chunk, BaseMessageChunk):
-        raise TypeError(f"expected a streamed message chunk, got {type(chunk).__name__}")
-    return chunk if total is None else total + chunk
-
-
-@dataclass(frozen=True)
-class _ParentRun:
-    """This chat model's run, known before `BaseChatModel.stream` starts it."""
-
-    run_id: UUID
-    config: RunnableConfig
-
-
-def _parent_run(config: RunnableConfig | None) -> tuple[RunnableConfig, _ParentRun]:
-    config = ensure_config(config)
-    run_id = config.get("run_id") or uuid4()
-    config = {**config, "run_id": run_id}
-    return config, _ParentRun(run_id=run_id, config=config)
-
-
-def _child_config(
-    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
-    parent: _ParentRun | None = None,
-) -> RunnableConfig:
-    """Callbacks for the inner runs, nested under this chat model's run.
-
-    LLM runs are leaves in LangChain (their managers have no `get_child`); the inner calls
-    of a deliberation belong under it all the same, in traces and in `astream_events`.
-    They are tagged `nostream`: LangGraph's `messages` stream then shows this model's
-    answer once, not the inner models' tokens as well.
-    """
-    manager: CallbackManager | AsyncCallbackManager
-    if run_manager is not None:
-        manager_class = (
-            AsyncCallbackManager
-            if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
-            else CallbackManager
-        )
-        manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
-        manager.set_handlers(run_manager.inheritable_handlers)
-        manager.add_tags(run_manager.inheritable_tags)
-        manager.add_metadata(_without_ls(run_manager.inheritable_metadata))
-    elif parent is not None:
-        manager = CallbackManager.configure(
-            parent.config.get("callbacks"),
-            inheritable_tags=parent.config.get("tags"),
-            inheritable_metadata=_without_ls(parent.config.get("metadata") or {}),
-        )
-        manager.parent_run_id = parent.run_id
-    else:
-        return {"tags": [TAG_NOSTREAM]}
-    manager.add_tags([TAG_NOSTREAM])
-    return {"callbacks": manager}
-
-
-def _without_ls(metadata: dict[str, Any]) -> dict[str, Any]:
-    """This model's `ls_*` trace parameters describe it, not the runs inside it."""
-    return {k: v for k, v in metadata.items() if not k.startswith("ls_")}
-
-
-def _normalise_choice(choice: ToolChoice | None) -> ToolChoice | None:
-    """One spelling per meaning: "required" for any/True, a dict for a named tool."""
-    if choice is True or choice in ("any", "required"):
-        return "required"
-    if choice in (False, None, "auto"):
-        return None
-    if isinstance(choice, str) and choice != "none":
-        return {"type": "function", "function": {"name": choice}}
-    return choice
-
-
-def _named(choice: ToolChoice | None) -> str | None:
-    if isinstance(choice, dict):
-        function = choice.get("function") or {}
-        name = function.get("name") if isinstance(function, dict) else None
-        return name if isinstance(name, str) else choice.get("name")
-    return None
-
-
-def _prompt_of(conversation: Sequence[BaseMessage]) -> str:
-    for message in reversed(conversation):
-        if not is_instruction_message(message) and message.text.strip():
-            return message.text
-    return ""
-
-
-def _as_usage_metadata(usage: TokenUsage) -> UsageMetadata:
-    return UsageMetadata(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        total_tokens=usage.total_tokens,
-    )
+def _text_piece(chunk: BaseMessageChunk) -> ChatGenerationChunk | None:
+    """The part of an outer chunk the caller sees as it streams: its text."""
+    text = chunk.text
+    return ChatGenerationChunk(message=AIMessageChunk(content=text)) if text else None
