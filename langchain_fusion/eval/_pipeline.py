@@ -6,7 +6,6 @@ When the package's internals move, only this module changes. The rest of
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -21,10 +20,10 @@ from langchain_fusion import (
     TokenUsage,
     create_fusion_graph,
 )
-from langchain_fusion.configuration import FusionConfiguration
-from langchain_fusion.limits import ModelPrice, approximate_tokens, estimate_budget
-from langchain_fusion.nodes import apanelist
-from langchain_fusion.state import PanelOutcome, PanelTask
+from langchain_fusion.graph import build_seat_graph, build_setup
+from langchain_fusion.graph.budget import approximate_tokens, estimate_budget
+from langchain_fusion.graph.state import PanelOutcome
+from langchain_fusion.limits import ModelPrice
 
 Prices = Mapping[str, Mapping[str, float]]
 """USD per token by model: `{"model": {"prompt": 1e-6, "completion": 4e-6}}`."""
@@ -102,28 +101,25 @@ class PanelSeats:
         limits: Mapping[str, Any] | None,
     ) -> None:
         self.panel = list(panel)
-        self._configuration = FusionConfiguration.build(
-            parameters,
-            panel=self.panel,
-            synthesize=False,
-            backend=backend,
-            research_tools=research_tools,
-            limits=limits,
+        self._graph = build_seat_graph(
+            build_setup(
+                parameters,
+                panel=self.panel,
+                synthesize=False,
+                backend=backend,
+                research_tools=research_tools,
+                limits=limits,
+            )
         )
 
     async def answer(
         self, seat: int, messages: Sequence[BaseMessage], config: RunnableConfig | None = None
     ) -> SingleAnswer:
         """Seat `seat`'s answer to the conversation."""
-        task = PanelTask(index=seat, messages=cast(list[AnyMessage], list(messages)))
-        update = await apanelist(task, config or {}, configuration=self._configuration)
+        state: Any = {"messages": cast(list[AnyMessage], list(messages)), "seat": seat}
+        update = await self._graph.ainvoke(state, config)
         outcome: PanelOutcome = update["panel_outcomes"][0]
         return SingleAnswer(outcome.model, outcome.content, outcome.error, outcome.usage)
-
-
-def supports_anonymised_judge() -> bool:
-    """Whether this pipeline's `create_fusion_graph` takes `anonymize_judge`."""
-    return "anonymize_judge" in inspect.signature(create_fusion_graph).parameters
 
 
 def fusion_graph(

@@ -97,11 +97,6 @@ def plan_arms(
                 "(numeric, exact, normalised, choice)"
             )
         wanted.remove("vote")
-    if judge_variants and not _pipeline.supports_anonymised_judge():
-        raise ArmPlanError(
-            "judge variants need create_fusion_graph(anonymize_judge=...), which this "
-            "version of langchain-fusion does not have"
-        )
     panel = tuple(models)
     arms: list[ArmSpec] = []
     if "single" in wanted:
@@ -145,24 +140,22 @@ class ArmRunner:
             "research_tools": research_tools,
             "limits": limits,
         }
-        self._analysis_limits = analysis_limits
         self._seats: _pipeline.PanelSeats | None = None
         self._graph: Any = None
         if spec.kind in ("single", "vote"):
             self._seats = _pipeline.PanelSeats(spec.panel, **self._graph_settings)
-        elif spec.anonymize_judge is None or not spec.anonymize_judge:
-            self._graph = self._build_graph(None)
-
-    def _build_graph(self, shuffle_seed: int | None) -> Any:
-        assert self.spec.judge is not None
-        return _pipeline.fusion_graph(
-            panel=self.spec.panel,
-            judge=self.spec.judge,
-            anonymize_judge=self.spec.anonymize_judge,
-            judge_shuffle_seed=shuffle_seed,
-            analysis_limits=self._analysis_limits,
-            **self._graph_settings,
-        )
+        else:
+            assert spec.judge is not None
+            # An anonymised judge's shuffle follows the run's seed and each item's
+            # conversation: one graph serves every item.
+            self._graph = _pipeline.fusion_graph(
+                panel=spec.panel,
+                judge=spec.judge,
+                anonymize_judge=spec.anonymize_judge,
+                judge_shuffle_seed=seed if spec.anonymize_judge else None,
+                analysis_limits=analysis_limits,
+                **self._graph_settings,
+            )
 
     async def answer(
         self, item_id: str, messages: Sequence[BaseMessage], config: RunnableConfig
@@ -179,10 +172,7 @@ class ArmRunner:
             )
         if self.spec.kind == "vote":
             return await self._vote(messages, config)
-        graph = self._graph
-        if graph is None:  # anonymised judge: a shuffle of its own for every item
-            graph = self._build_graph(_item_seed(self.seed, item_id))
-        out = await graph.ainvoke({"messages": list(messages)}, config)
+        out = await self._graph.ainvoke({"messages": list(messages)}, config)
         return _fusion_answer(out)
 
     async def _vote(self, messages: Sequence[BaseMessage], config: RunnableConfig) -> ArmAnswer:
@@ -213,11 +203,6 @@ class ArmRunner:
         winner = next(v for v in votes if v["key"] is not None and counts[v["key"]] == top)
         text = answers[votes.index(winner)].content or ""
         return ArmAnswer(text, usage=usage, by_model=by_model, votes=votes)
-
-
-def _item_seed(seed: int, item_id: str) -> int:
-    digest = hashlib.sha256(f"{seed}:{item_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "big")
 
 
 def _fusion_answer(out: Mapping[str, Any]) -> ArmAnswer:

@@ -9,6 +9,7 @@ from langchain_fusion.graph.builder import (
     DEPTH_METADATA_KEY,
     FusionGraph,
     build_graph,
+    build_seat_graph,
     create_fusion_graph,
 )
 from langchain_fusion.graph.context import FusionContext
@@ -20,6 +21,7 @@ __all__ = [
     "FusionGraph",
     "FusionSetup",
     "build_graph",
+    "build_seat_graph",
     "build_setup",
     "create_fusion_graph",
 ]

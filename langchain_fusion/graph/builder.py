@@ -9,13 +9,14 @@ START → start ─Send×N─▶ panelist ─▶ quorum ─met─▶ judge ─�
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Checkpointer
+from langgraph.types import Checkpointer, Send
 
 from langchain_fusion.backends import ModelLike, OpenAICompatibleBackend
 from langchain_fusion.contract.parameters import MAX_PANEL, FusionParameters
@@ -33,7 +34,7 @@ from langchain_fusion.graph.quorum import (
     synthesis_or_end,
 )
 from langchain_fusion.graph.setup import FusionSetup, build_setup
-from langchain_fusion.graph.state import FusionState, InputState, OutputState
+from langchain_fusion.graph.state import FusionState, InputState, OutputState, PanelTask
 from langchain_fusion.graph.synthesis import SYNTHESIS, asynthesis, synthesis
 from langchain_fusion.limits import FusionLimits
 
@@ -141,6 +142,34 @@ def build_graph(
     return graph.with_config(
         metadata=run_metadata(setup), tags=["fusion"], max_concurrency=2 * MAX_PANEL + 4
     )
+
+
+def build_seat_graph(setup: FusionSetup) -> FusionGraph:
+    """One seat of the panel answering alone, exactly as it does in the panel (its research
+    tools, limits and events), with no judge: the single-model arms of an evaluation.
+
+    Takes `{"messages": [...], "seat": i}`; returns `panel_outcomes` (one outcome).
+    """
+    builder = StateGraph(SeatState, context_schema=FusionContext, input_schema=SeatInput)
+    builder.add_node(PANELIST, _node(panelist, apanelist))
+    builder.add_conditional_edges(START, _to_seat, [PANELIST])
+    builder.add_edge(PANELIST, END)
+    compiled: Any = builder.compile(name="seat")
+    return FusionGraph.of(compiled, setup)
+
+
+@dataclass
+class SeatInput(InputState):
+    seat: int = 0
+
+
+@dataclass
+class SeatState(FusionState):
+    seat: int = 0
+
+
+def _to_seat(state: SeatState) -> list[Send]:
+    return [Send(PANELIST, PanelTask(index=state.seat, messages=list(state.messages)))]
 
 
 def run_metadata(setup: FusionSetup) -> dict[str, Any]:
