@@ -322,6 +322,9 @@ class ChatFusion(FusionSettings, BaseChatModel):
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> OuterTurn:
         stream_outer = kwargs.pop(_STREAM_OUTER, True)
+        # `fusion_enabled=False` (the hosted plugin's `enabled: false`): no deliberation in
+        # this request; the outer model answers with your tools only.
+        enabled = kwargs.pop("fusion_enabled", True)
         user_tools: list[dict[str, Any]] = list(kwargs.pop("tools", None) or [])
         # A call's own choice wins, "none" and False included: only an absent one defers to
         # the instance's.
@@ -337,6 +340,7 @@ class ChatFusion(FusionSettings, BaseChatModel):
             call_kwargs=kwargs,
             router=self.model_name,
             stream_outer=stream_outer,
+            fusion_enabled=bool(enabled),
         )
 
 

@@ -63,7 +63,8 @@ class OuterTurn:
     router: str
     stream_outer: bool
     deliberated: bool = False
-    """Fusion has run in this turn (in this request, or in the one being continued)."""
+    """Fusion has run in this turn (in this request, or in the one being continued), or is
+    off for this request: it is not offered to the outer model."""
     transcript: list[BaseMessage] = field(default_factory=list)
     results: list[FusionResult] = field(default_factory=list)
     usage: UsageMetadata | None = None
@@ -83,6 +84,7 @@ class OuterTurn:
         call_kwargs: dict[str, Any],
         router: str,
         stream_outer: bool,
+        fusion_enabled: bool = True,
     ) -> OuterTurn:
         conversation = restore_fusion_calls(messages)
         return cls(
@@ -92,7 +94,7 @@ class OuterTurn:
             call_kwargs=call_kwargs,
             router=router,
             stream_outer=stream_outer,
-            deliberated=continues_a_deliberation(messages),
+            deliberated=not fusion_enabled or continues_a_deliberation(messages),
             transcript=list(conversation),
             added=len(conversation),
         )

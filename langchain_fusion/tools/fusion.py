@@ -28,12 +28,13 @@ from langchain_fusion.contract.errors import DeliberationRefused
 from langchain_fusion.contract.parameters import FusionParameterError
 from langchain_fusion.contract.result import FusionResult
 from langchain_fusion.graph import DEPTH_METADATA_KEY, FusionGraph, FusionSetup, build_graph
-from langchain_fusion.graph.progress import Writer, writer_listens
+from langchain_fusion.graph.progress import Writer
 from langchain_fusion.graph.prompts import (
     FUSION_TOOL_DESCRIPTION,
     FUSION_TOOL_NAME,
     format_tool_content,
 )
+from langchain_fusion.tools.relay import ProgressRelay
 from langchain_fusion.tools.settings import FusionSettings
 
 
@@ -62,8 +63,8 @@ class _Request:
     input: dict[str, Any]
     config: RunnableConfig
     stream_mode: list[str]
-    writer: Writer | None
-    """Where the caller's progress events go: the agent's stream writer, if any."""
+    relay: ProgressRelay
+    """Where the caller's progress events go."""
 
 
 class FusionTool(FusionSettings, BaseTool):
@@ -132,7 +133,10 @@ class FusionTool(FusionSettings, BaseTool):
             for mode, chunk in self._graph.stream(
                 request.input, request.config, stream_mode=request.stream_mode
             ):
-                state = _forward(mode, chunk, state, request.writer)
+                if mode == "custom":
+                    request.relay.forward(chunk)
+                else:
+                    state = chunk
         except (DeliberationRefused, FusionParameterError) as error:
             raise ToolException(str(error)) from error  # refused before any call: say why
         return _tool_output(state)
@@ -155,14 +159,17 @@ class FusionTool(FusionSettings, BaseTool):
             async for mode, chunk in self._graph.astream(
                 request.input, request.config, stream_mode=request.stream_mode
             ):
-                state = _forward(mode, chunk, state, request.writer)
+                if mode == "custom":
+                    await request.relay.aforward(chunk)
+                else:
+                    state = chunk
         except (DeliberationRefused, FusionParameterError) as error:
             raise ToolException(str(error)) from error
         except asyncio.CancelledError:
             # Say so on the progress stream (a UI may still be listening), then let go.
             cancelled = FusionResult(status="error", failure_reason="cancelled")
             event = {"type": events.COMPLETED, "result": cancelled.model_dump(mode="json")}
-            _forward("custom", event, {}, request.writer)
+            await asyncio.shield(request.relay.aforward(event))
             raise
         return _tool_output(state)
 
@@ -179,11 +186,12 @@ class FusionTool(FusionSettings, BaseTool):
         if refusal := self._capped(messages or (), tool_call_id) or self._over_limit(messages):
             return refusal
         writer = runtime.stream_writer if runtime is not None else _ambient_writer()
+        relay = ProgressRelay(writer, run_manager)
         return _Request(
             input={"messages": deliberation_messages(prompt, messages)},
             config=self._inner_config(config, run_manager),
-            stream_mode=["custom", "values"] if writer_listens(writer) else ["values"],
-            writer=writer,
+            stream_mode=["custom", "values"] if relay.listening else ["values"],
+            relay=relay,
         )
 
     def _capped(
@@ -293,17 +301,6 @@ def _ambient_writer() -> Writer | None:
         return get_stream_writer()
     except (RuntimeError, KeyError):
         return None
-
-
-def _forward(mode: str, chunk: Any, state: dict[str, Any], writer: Writer | None) -> dict[str, Any]:
-    """Re-emit a progress event to the caller's graph; keep the latest state."""
-    if mode == "custom":
-        # The deliberation runs as a nested graph, whose events the caller would only
-        # see with `subgraphs=True`; forwarding puts them on the caller's own stream.
-        if writer is not None:
-            writer(chunk)
-        return state
-    return dict(chunk)
 
 
 def _tool_output(state: dict[str, Any]) -> tuple[str, FusionResult]:
