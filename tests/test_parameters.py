@@ -56,11 +56,11 @@ def test_defaults_follow_the_contract() -> None:
     params = FusionParameters()
     assert params.preset == "general-high"
     assert params.panel == CONTRACT_DEFAULT_PANEL
-    assert params.max_tool_calls == 8
+    assert params.max_tool_calls == 4  # the hosted default since 2026-08-07
     assert params.analysis_models is None
     assert params.model is None
     assert params.temperature is None
-    assert params.max_completion_tokens is None
+    assert params.max_completion_tokens == 16_000  # the hosted default
     assert params.reasoning is None
     assert params.tools is None
 
@@ -405,7 +405,7 @@ def _assert_seed(params: FusionParameters) -> None:
     assert params.panel == SEED_PANEL
     assert params.analysis_models == SEED_PANEL
     assert params.judge == SEED_JUDGE
-    assert params.max_tool_calls == 8
+    assert params.max_tool_calls == 4
     assert params.tools is None
 
 
@@ -427,7 +427,7 @@ def test_from_json_bare_type_gives_defaults(data: Any) -> None:
     params = FusionParameters.from_json(data)
     assert params == FusionParameters()
     assert params.panel == CONTRACT_DEFAULT_PANEL
-    assert params.max_tool_calls == 8
+    assert params.max_tool_calls == 4
 
 
 def test_from_json_bare_parameters_object() -> None:

@@ -26,6 +26,10 @@ SERVER_TOOL_TYPE = "openrouter:fusion"
 
 MIN_PANEL, MAX_PANEL = 1, 8
 MIN_TOOL_CALLS, MAX_TOOL_CALLS = 1, 16
+DEFAULT_MAX_TOOL_CALLS = 4
+"""The hosted default since 2026-08-07 (the first published default was 8)."""
+DEFAULT_MAX_COMPLETION_TOKENS = 16_000
+"""The hosted default: output tokens per panel and judge call, reasoning included."""
 MAX_TOOLS = 8
 
 ModelSlug = Annotated[
@@ -36,7 +40,7 @@ ReasoningEffort = Literal["max", "xhigh", "high", "medium", "low", "minimal", "n
 # What each field accepts, in words: the error message names the field and this range.
 ALLOWED: dict[str, str] = {
     "analysis_models": f"a list of {MIN_PANEL} to {MAX_PANEL} model slugs (repeats allowed)",
-    "model": "a model slug such as 'openai/gpt-4.1' (no spaces)",
+    "model": "the judge's (analyst's) model slug, such as 'openai/gpt-4.1' (no spaces)",
     "preset": "one of the registered presets",
     "max_tool_calls": f"an integer from {MIN_TOOL_CALLS} to {MAX_TOOL_CALLS}",
     "max_completion_tokens": "a positive integer",
@@ -98,10 +102,13 @@ class FusionParameters(BaseModel):
     """The judge. Default: the outer model where there is one, else the preset's judge."""
     preset: str = DEFAULT_PRESET
     """`general-high`, `general-budget`, `general-fast`, or one added with `register_preset`."""
-    max_tool_calls: int = Field(default=8, ge=MIN_TOOL_CALLS, le=MAX_TOOL_CALLS, strict=True)
+    max_tool_calls: int = Field(
+        default=DEFAULT_MAX_TOOL_CALLS, ge=MIN_TOOL_CALLS, le=MAX_TOOL_CALLS, strict=True
+    )
     """Tool-calling steps each panelist and the judge may take before answering in text."""
-    max_completion_tokens: int | None = Field(default=None, gt=0, strict=True)
-    """Output-token limit (reasoning included) per inner call. Default: the provider's."""
+    max_completion_tokens: int = Field(default=DEFAULT_MAX_COMPLETION_TOKENS, gt=0, strict=True)
+    """Output-token limit (reasoning included) per panel and judge call. Chat model
+    instances you pass keep their own limit unless you set this explicitly."""
     reasoning: ReasoningConfig | None = None
     temperature: float | None = Field(default=None, ge=0, le=2, strict=True)
     """Forwarded to panel calls; the judge always runs at 0."""

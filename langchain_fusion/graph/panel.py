@@ -23,7 +23,6 @@ from langchain_fusion.contract.errors import (
     status_code_of,
 )
 from langchain_fusion.graph.budget import (
-    BudgetExceededError,
     approximate_tokens,
     check_budget,
     estimate_budget,
@@ -74,11 +73,6 @@ def start(state: FusionState) -> dict[str, Any]:
 
 
 def _estimate(messages: list[Any], setup: FusionSetup) -> Any:
-    if setup.parameters.max_completion_tokens is None:
-        raise BudgetExceededError(
-            "a budget (max_total_tokens / max_cost) needs max_completion_tokens, so that the "
-            "worst case of the run can be bounded before any model is called"
-        )
     return estimate_budget(
         prompt_tokens=approximate_tokens(messages),
         max_completion_tokens=setup.parameters.max_completion_tokens,

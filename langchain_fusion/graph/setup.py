@@ -157,11 +157,11 @@ def build_setup(
     models = [resolve_model(entry, backend, panel_index=i) for i, entry in enumerate(entries)]
     labels = seat_labels([model_label(model) for model in models])
     seats = []
-    for index, (model, label) in enumerate(zip(models, labels, strict=True)):
+    for index, (entry, model, label) in enumerate(zip(entries, models, labels, strict=True)):
         configured = configure_inner_call(
             model,
             temperature=params.temperature,
-            max_tokens=params.max_completion_tokens,
+            max_tokens=_completion_limit(params, entry),
             reasoning=params.reasoning,
         )
         answering, researching = _with_tools(configured, specs, local_tools, backend)
@@ -177,19 +177,35 @@ def build_setup(
         )
 
     schema = (analysis_limits or AnalysisLimits()).json_schema()
-    judge_model = resolve_model(judge or params.model or outer_model or params.judge, backend)
-    judges = [_judge_seat(judge_model, "judge", params, schema, specs, local_tools, backend)]
+    judge_entry = judge or params.model or outer_model or params.judge
+    judge_model = resolve_model(judge_entry, backend)
+    judges = [
+        _judge_seat(
+            judge_model,
+            "judge",
+            params,
+            _completion_limit(params, judge_entry),
+            schema,
+            specs,
+            local_tools,
+            backend,
+        )
+    ]
     if fallback_judge is not None:
         fallback = resolve_model(fallback_judge, backend)
-        judges.append(_judge_seat(fallback, "judge:fallback", params, schema, (), (), backend))
+        limit = _completion_limit(params, fallback_judge)
+        judges.append(
+            _judge_seat(fallback, "judge:fallback", params, limit, schema, (), (), backend)
+        )
 
     synthesizer_label = synthesizer = None
     if synthesize:
         outer = resolve_model(outer_model, backend) if outer_model else judge_model
         synthesizer_label = model_label(outer)
-        synthesizer = configure_inner_call(
-            outer, max_tokens=params.max_completion_tokens, depth=None
-        ).with_config(run_name="synthesis")
+        limit = _completion_limit(params, outer_model or judge_entry)
+        synthesizer = configure_inner_call(outer, max_tokens=limit, depth=None).with_config(
+            run_name="synthesis"
+        )
     return FusionSetup(
         parameters=params,
         limits=run_limits,
@@ -215,10 +231,18 @@ def seat_labels(names: Sequence[str]) -> list[str]:
     return labels
 
 
+def _completion_limit(params: FusionParameters, entry: ModelLike) -> int | None:
+    """`max_completion_tokens` for a model we resolved from a slug, or when set explicitly;
+    a chat model instance you pass otherwise keeps its own limit."""
+    explicit = "max_completion_tokens" in params.model_fields_set
+    return params.max_completion_tokens if explicit or isinstance(entry, str) else None
+
+
 def _judge_seat(
     model: BaseChatModel,
     run_name: str,
     params: FusionParameters,
+    max_tokens: int | None,
     schema: dict[str, Any],
     specs: Sequence[ToolSpec],
     local_tools: Sequence[BaseTool],
@@ -227,7 +251,7 @@ def _judge_seat(
     configured = configure_inner_call(
         model,
         temperature=0.0,  # a repeatable analysis
-        max_tokens=params.max_completion_tokens,
+        max_tokens=max_tokens,
         reasoning=params.reasoning,
     )
     # The model run inside structured output is named too, so a trace reads `judge`.
