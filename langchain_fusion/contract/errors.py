@@ -6,7 +6,7 @@ import difflib
 import functools
 import inspect
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import ParamSpec, TypeVar
 
 from langchain_fusion.contract.result import FailedModel, FailureReason
@@ -83,28 +83,49 @@ class DeliberationRefused(ValueError):
     worst case over the budget. The message says what to change."""
 
 
-def unknown_keywords(owner: str, given: Iterable[str], valid: Iterable[str]) -> None:
+def unknown_keywords(
+    owner: str,
+    given: Iterable[str],
+    valid: Iterable[str],
+    elsewhere: Mapping[str, str] | None = None,
+) -> None:
     """Refuse keyword arguments `owner` does not take, naming the closest valid one: a
-    misspelt option must fail before it can fall back to an expensive default."""
+    misspelt option must fail before it can fall back to an expensive default.
+
+    `elsewhere` maps names that belong inside another argument to that argument (the
+    fusion parameters of `create_fusion_graph` go in `parameters`), for the hint.
+    """
     options = sorted(set(valid))
+    nested = dict(elsewhere or {})
     unknown = [name for name in given if name not in options]
     if not unknown:
         return
     problems = []
     for name in unknown:
-        close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-        hint = f"; did you mean `{close[0]}`?" if close else ""
+        close = difflib.get_close_matches(name, [*options, *nested], n=1, cutoff=0.6)
+        hint = ""
+        if close and close[0] in nested:
+            hint = f"; did you mean `{close[0]}`, in `{nested[close[0]]}`?"
+        elif close:
+            hint = f"; did you mean `{close[0]}`?"
         problems.append(f"`{name}`{hint}")
     raise TypeError(f"{owner} got unexpected keyword argument(s): {', '.join(problems)}")
 
 
-def refuse_unknown_keywords(func: Callable[P, R]) -> Callable[P, R]:
-    """`func`, refusing unknown keyword arguments with the closest valid name."""
-    valid = list(inspect.signature(func).parameters)
+def refuse_unknown_keywords(
+    elsewhere: Mapping[str, str] | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A decorator: the function refuses unknown keyword arguments with the closest valid
+    name (or the argument they belong in, from `elsewhere`)."""
 
-    @functools.wraps(func)
-    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
-        unknown_keywords(f"{func.__name__}()", kwargs, valid)
-        return func(*args, **kwargs)
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        valid = list(inspect.signature(func).parameters)
 
-    return checked
+        @functools.wraps(func)
+        def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+            unknown_keywords(f"{func.__name__}()", kwargs, valid, elsewhere)
+            return func(*args, **kwargs)
+
+        return checked
+
+    return decorate

@@ -6,6 +6,7 @@ form `{"type": "openrouter:fusion", "parameters": {...}}` or as a bare parameter
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -223,7 +224,9 @@ def _describe_one(error: ErrorDetails) -> str:
             allowed = "type, parameters"
         else:
             allowed = ", ".join(FusionParameters.model_fields)
-        return f"{path}: unknown field; allowed fields: {allowed}"
+        close = difflib.get_close_matches(loc[-1], allowed.split(", "), n=1, cutoff=0.6)
+        hint = f" (did you mean `{close[0]}`?)" if close else ""
+        return f"{path}: unknown field{hint}; allowed fields: {allowed}"
     given = error.get("input")
     shown = json.dumps(given, default=str) if not isinstance(given, dict) else "{...}"
     if len(shown) > 80:

@@ -19,6 +19,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer, Send
 
 from langchain_fusion.backends import ModelLike, OpenAICompatibleBackend
+from langchain_fusion.contract.errors import refuse_unknown_keywords
 from langchain_fusion.contract.parameters import MAX_PANEL, FusionParameters
 from langchain_fusion.contract.result import AnalysisLimits
 from langchain_fusion.graph.context import FusionContext
@@ -44,6 +45,12 @@ DEPTH_METADATA_KEY = "fusion_depth"
 FusionCompiled = CompiledStateGraph[FusionState, FusionContext, InputState, OutputState]
 
 
+@refuse_unknown_keywords(
+    {
+        **{name: "parameters" for name in FusionParameters.model_fields},
+        **{name: "limits" for name in FusionLimits.model_fields},
+    }
+)
 def create_fusion_graph(
     parameters: FusionParameters | Mapping[str, Any] | None = None,
     *,
