@@ -112,26 +112,18 @@ def _attempt(
     """One judge: research while steps remain, then the structured call."""
     turn = ResearchTurn(transcript, setup.parameters.max_tool_calls, clock, seat.label)
     try:
-        while seat.research is not None and setup.tools is not None and turn.may_research:
+        while seat.research is not None and turn.may_research:
             clock.ensure_budget()
             try:
                 message = yield Call(seat.research, turn.transcript)
             except Exception as error:
                 return _salvaged(error)
             turn.count(message)
-            tool_turn = turn.wants_tools(message)
-            if tool_turn is None:
+            # With no local tools, OpenRouter ran the web tools itself within the call.
+            tool_turn = turn.wants_tools(message) if setup.tools is not None else None
+            if tool_turn is None or setup.tools is None:
                 return _raw_output(message)
             yield from turn.run_tools(setup.tools, tool_turn)
-        if seat.research is not None and setup.tools is None:
-            # OpenRouter runs the judge's web tools itself, within the one call.
-            clock.ensure_budget()
-            try:
-                message = yield Call(seat.research, turn.transcript)
-            except Exception as error:
-                return _salvaged(error)
-            turn.count(message)
-            return _raw_output(message)
         clock.ensure_budget()
         try:
             output = _as_output((yield Call(seat.structured, turn.transcript)))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
@@ -56,7 +57,7 @@ class FusionToolInput(BaseModel):
     call's id (one fusion per turn) and the agent's stream writer."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Request:
     """A call that will deliberate: the graph's input, its config and its stream modes."""
 
@@ -65,6 +66,22 @@ class _Request:
     stream_mode: list[str]
     relay: ProgressRelay
     """Where the caller's progress events go."""
+    state: dict[str, Any] = field(default_factory=dict)
+    """The graph's latest state, as it streams."""
+
+    @property
+    def graph_call(self) -> dict[str, Any]:
+        return {"input": self.input, "config": self.config, "stream_mode": self.stream_mode}
+
+
+@contextmanager
+def _refusals_for_the_agent() -> Iterator[None]:
+    """A deliberation refused before any call (the input, the budget) becomes a tool error
+    the agent reads; nothing else is caught."""
+    try:
+        yield
+    except (DeliberationRefused, FusionParameterError) as error:
+        raise ToolException(str(error)) from error
 
 
 class FusionTool(FusionSettings, BaseTool):
@@ -128,18 +145,13 @@ class FusionTool(FusionSettings, BaseTool):
         request = self._request(prompt, messages, runtime, config, run_manager)
         if not isinstance(request, _Request):
             return request
-        state: dict[str, Any] = {}
-        try:
-            for mode, chunk in self._graph.stream(
-                request.input, request.config, stream_mode=request.stream_mode
-            ):
+        with _refusals_for_the_agent():
+            for mode, chunk in self._graph.stream(**request.graph_call):
                 if mode == "custom":
                     request.relay.forward(chunk)
                 else:
-                    state = chunk
-        except (DeliberationRefused, FusionParameterError) as error:
-            raise ToolException(str(error)) from error  # refused before any call: say why
-        return _tool_output(state)
+                    request.state = chunk
+        return _tool_output(request.state)
 
     async def _arun(
         self,
@@ -154,24 +166,20 @@ class FusionTool(FusionSettings, BaseTool):
         request = self._request(prompt, messages, runtime, config, run_manager)
         if not isinstance(request, _Request):
             return request
-        state: dict[str, Any] = {}
         try:
-            async for mode, chunk in self._graph.astream(
-                request.input, request.config, stream_mode=request.stream_mode
-            ):
-                if mode == "custom":
-                    await request.relay.aforward(chunk)
-                else:
-                    state = chunk
-        except (DeliberationRefused, FusionParameterError) as error:
-            raise ToolException(str(error)) from error
+            with _refusals_for_the_agent():
+                async for mode, chunk in self._graph.astream(**request.graph_call):
+                    if mode == "custom":
+                        await request.relay.aforward(chunk)
+                    else:
+                        request.state = chunk
         except asyncio.CancelledError:
             # Say so on the progress stream (a UI may still be listening), then let go.
             cancelled = FusionResult(status="error", failure_reason="cancelled")
             event = {"type": events.COMPLETED, "result": cancelled.model_dump(mode="json")}
             await asyncio.shield(request.relay.aforward(event))
             raise
-        return _tool_output(state)
+        return _tool_output(request.state)
 
     def _request(
         self,
