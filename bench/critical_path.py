@@ -1,7 +1,9 @@
-"""Figure 1: a deliberation's wall time over the sum of its stages' slowest server times."""
+"""Figure 1: a deliberation's wall time over the sum of its stages' slowest server times,
+for `ainvoke` and for `invoke` (the sync path runs the whole panel at once too)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from bench.common import CriticalPath, critical_path, median, now, rounded
@@ -13,11 +15,20 @@ from langchain_fusion import ChatFusion
 GOAL = 1.05
 
 
-async def measure_once(server: ServerProcess, llm: ChatFusion, models: ModelSet) -> CriticalPath:
-    """One `ainvoke`, timed on the client; its stages from the server's log."""
+CALLS = ("ainvoke", "invoke")
+
+
+async def measure_once(
+    server: ServerProcess, llm: ChatFusion, models: ModelSet, call: str = "ainvoke"
+) -> CriticalPath:
+    """One `ainvoke` (or `invoke`, in a thread of its own), timed on the client; its stages
+    from the server's log."""
     server.reset()
     started = now()
-    await llm.ainvoke(PROMPT)
+    if call == "invoke":
+        await asyncio.to_thread(llm.invoke, PROMPT)
+    else:
+        await llm.ainvoke(PROMPT)
     finished = now()
     return critical_path(models, server.timings(), started, finished)
 
@@ -27,10 +38,12 @@ async def run(server: ServerProcess, config: BenchConfig) -> dict[str, Any]:
     for size in config.panels:
         models = realistic(f"cp{size}", size, config.scale)
         server.set_scripts(models.scripts())
-        for forced in (True, False):
+        for forced, call in ((forced, call) for forced in (True, False) for call in CALLS):
             llm = chat_fusion(models, server.base_url, forced=forced)
-            cold = await measure_once(server, llm, models)  # first call: lazy set-up included
-            samples = [await measure_once(server, llm, models) for _ in range(config.critical_reps)]
+            cold = await measure_once(server, llm, models, call)  # lazy set-up included
+            samples = [
+                await measure_once(server, llm, models, call) for _ in range(config.critical_reps)
+            ]
             expected = ["panel", "judge", "outer_answer"]
             if not forced:
                 expected.insert(0, "outer_decide")
@@ -43,6 +56,7 @@ async def run(server: ServerProcess, config: BenchConfig) -> dict[str, Any]:
                 {
                     "panel": size,
                     "path": "forced" if forced else "outer decides",
+                    "call": call,
                     "stages": stages,
                     "stages_ok": stages == expected,
                     "requests": sum(s.requests for s in samples[-1].stages),

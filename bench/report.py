@@ -36,7 +36,7 @@ def headline_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str
         for row in cp["rows"]:
             rows.append(
                 (
-                    f"1. critical path, panel {row['panel']}, {row['path']}",
+                    f"1. critical path, panel {row['panel']}, {row['path']}, {row['call']}",
                     _fmt(row["wall_s"], " s"),
                     _fmt(row["physical_s"], " s"),
                     _fmt(row["ratio"]),
@@ -159,13 +159,14 @@ def print_report(results: dict[str, Any], console: Console | None = None) -> Non
     figures = results["figures"]
     if cp := figures.get("critical_path"):
         detail = Table(title="1. critical path: client time outside the stages (median, ms)")
-        for column in ("panel", "path", "ratio", "max", "cold", "overhead ms", "gaps ms"):
+        for column in ("panel", "path", "call", "ratio", "max", "cold", "overhead ms", "gaps ms"):
             detail.add_column(column, overflow="fold")
         for row in cp["rows"]:
             gaps = ", ".join(f"{k} {v}" for k, v in row["gaps_ms"].items())
             detail.add_row(
                 str(row["panel"]),
                 row["path"],
+                row["call"],
                 _fmt(row["ratio"]),
                 _fmt(row["ratio_max"]),
                 _fmt(row["cold_ratio"]),

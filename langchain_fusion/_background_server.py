@@ -216,11 +216,6 @@ class BackgroundServer:
         return http_url(self.host, self.port, path)
 
     @property
-    def is_running(self) -> bool:
-        """Whether the server thread is serving."""
-        return self.__thread is not None
-
-    @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
         """The event loop the app runs on, once serving (for ``call_soon_threadsafe``)."""
         return self.__loop

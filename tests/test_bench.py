@@ -71,11 +71,11 @@ def test_machine_description(tiny_results: dict[str, Any]) -> None:
 def test_figures_have_their_measurements(tiny_results: dict[str, Any]) -> None:
     figures = tiny_results["figures"]
     rows = figures["critical_path"]["rows"]
-    assert {(row["panel"], row["path"]) for row in rows} == {
-        (1, "forced"),
-        (1, "outer decides"),
-        (2, "forced"),
-        (2, "outer decides"),
+    assert {(row["panel"], row["path"], row["call"]) for row in rows} == {
+        (panel, path, call)
+        for panel in (1, 2)
+        for path in ("forced", "outer decides")
+        for call in ("ainvoke", "invoke")
     }
     assert all(row["stages_ok"] for row in rows)
     overhead = figures["overhead"]

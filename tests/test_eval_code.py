@@ -269,3 +269,43 @@ async def test_hostile_programs_fail_only_their_own_items(
     grades = await asyncio.gather(*(grader.grade(ADD, answer) for answer in answers))
     assert [g.correct for g in grades] == [False] * len(hostile_prefixes) + [True] * 4
     assert not await asyncio.to_thread(os.path.exists, "/tmp/fusion-eval-escape-concurrent")
+
+
+BASE_HIDDEN = [top for top, tree in _hidden_trees() if tree == os.path.realpath(sys.base_prefix)]
+
+
+@pytest.mark.skipif(not ROOT, reason="interpreter trees are hidden only for the sandbox uid")
+@pytest.mark.skipif(not BASE_HIDDEN, reason="this interpreter is readable by every uid")
+@needs_linux
+def test_an_environment_beside_its_hidden_interpreter_still_runs() -> None:
+    """A virtual environment in the same unreadable directory as its base interpreter (a
+    checkout under /root with pyenv's Python, as uv's isolated environments are): both
+    trees are brought back inside the hidden directory, whichever sorts first."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    # Named to sort before the base interpreter's tree: the order that once hid it.
+    home = tempfile.mkdtemp(prefix=".a-fusion-sandbox-", dir=BASE_HIDDEN[0])
+    try:
+        venv = Path(home) / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        sandbox = Path(__file__).resolve().parents[1] / "langchain_fusion" / "eval" / "sandbox.py"
+        script = (
+            "import importlib.util, sys\n"
+            f"spec = importlib.util.spec_from_file_location('sandbox', {str(sandbox)!r})\n"
+            "module = importlib.util.module_from_spec(spec)\n"
+            "sys.modules['sandbox'] = module\n"
+            "spec.loader.exec_module(module)\n"
+            "result = module.run_python('import json; print(json.dumps([1 + 1]))')\n"
+            "print(result.passed, result.stdout.strip(), result.isolated_filesystem)\n"
+        )
+        ran = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    assert ran.stdout.split() == ["True", "[2]", "True"], ran.stdout + ran.stderr

@@ -237,12 +237,6 @@ class FusionProgress:
 
     # -- drawing -------------------------------------------------------------------------
 
-    @property
-    def answer_text(self) -> str:
-        """The answer's text as streamed so far."""
-        with self._lock:
-            return self._answer_text
-
     def table(self, *, live: bool = False) -> Table:
         """The rows as a table; `live` adds spinners to the rows still running."""
         with self._lock:

@@ -128,14 +128,17 @@ if unshare is not None and unshare(flags) == 0:
             and libc.mount(work, work, None, MS_BIND, None) == 0):
         # Directories an unprivileged uid cannot traverse (a Python under /root): an empty
         # tmpfs hides the directory, and only the interpreter's trees come back inside it.
-        hidden = set()
+        # Every tree is staged before any directory is hidden: a second tree under the
+        # same directory must not be looked for behind the first tree's tmpfs.
+        staged = []
         for number, (top, path) in enumerate(spec["expose"]):
             stage = os.path.join(spec["stage"], str(number))
             os.makedirs(stage)
             libc.mount(path.encode(), stage.encode(), None, MS_BIND | MS_REC, None)
-            if top not in hidden:
-                libc.mount(b"tmpfs", top.encode(), b"tmpfs", 0, b"mode=0755")
-                hidden.add(top)
+            staged.append((top, path, stage))
+        for top in sorted({top for top, _, _ in staged}):
+            libc.mount(b"tmpfs", top.encode(), b"tmpfs", 0, b"mode=0755")
+        for _, path, stage in staged:
             os.makedirs(path, mode=0o755, exist_ok=True)
             libc.mount(stage.encode(), path.encode(), None, MS_BIND | MS_REC, None)
         mounts = []

@@ -239,11 +239,6 @@ class WebFetchTool(BaseTool):
         self._allow_list = AllowList(self.allow)  # a bad entry fails here, at construction
         return self
 
-    @property
-    def allow_list(self) -> AllowList:
-        """The parsed ``allow`` entries."""
-        return self._allow_list
-
     # -- sync -------------------------------------------------------------------------
 
     def _run(
