@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,7 @@ def messages_for(item: EvalItem, instructions: str | None) -> list[BaseMessage]:
 
 def _manifest(out_dir: Path | None) -> dict[str, Any]:
     """The run's identity across resumptions (its LangSmith experiment prefix)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     fresh = {"experiment_prefix": f"fusion-eval-{stamp}-{uuid.uuid4().hex[:6]}"}
     if out_dir is None:
         return fresh

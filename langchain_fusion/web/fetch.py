@@ -302,7 +302,7 @@ class WebFetchTool(BaseTool):
         deadline = time.monotonic() + self.timeout
         try:
             page = await asyncio.wait_for(self._afetch(url, deadline), timeout=self.timeout)
-        except (httpx.TimeoutException, _DeadlineExceeded, asyncio.TimeoutError):
+        except (TimeoutError, httpx.TimeoutException, _DeadlineExceeded):
             raise self._timeout_error(url) from None
         except httpx.HTTPError as error:
             raise ToolException(f"could not fetch {url}: {_describe(error)}") from None
