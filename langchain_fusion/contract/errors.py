@@ -114,12 +114,18 @@ def unknown_keywords(
 
 def refuse_unknown_keywords(
     elsewhere: Mapping[str, str] | None = None,
+    also: Iterable[str] = (),
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """A decorator: the function refuses unknown keyword arguments with the closest valid
-    name (or the argument they belong in, from `elsewhere`)."""
+    name (or the argument they belong in, from `elsewhere`). `also` names the keywords its
+    `**options` take."""
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        valid = list(inspect.signature(func).parameters)
+        named = inspect.signature(func).parameters.values()
+        valid = [
+            p.name for p in named if p.kind is not p.VAR_KEYWORD and p.kind is not p.VAR_POSITIONAL
+        ]
+        valid += also
 
         @functools.wraps(func)
         def checked(*args: P.args, **kwargs: P.kwargs) -> R:

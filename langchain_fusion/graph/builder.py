@@ -8,20 +8,17 @@ START → start ─Send×N─▶ panelist ─▶ quorum ─met─▶ judge ─�
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 from langchain_core.runnables import RunnableConfig, RunnableLambda
-from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer, Send
 
-from langchain_fusion.backends import ModelLike, OpenAICompatibleBackend
 from langchain_fusion.contract.errors import refuse_unknown_keywords
 from langchain_fusion.contract.parameters import MAX_PANEL, FusionParameters
-from langchain_fusion.contract.result import AnalysisLimits
 from langchain_fusion.graph.context import FusionContext
 from langchain_fusion.graph.judge import JUDGE, ajudge, judge
 from langchain_fusion.graph.panel import PANELIST, apanelist, dispatch_panel, panelist, start
@@ -34,7 +31,7 @@ from langchain_fusion.graph.quorum import (
     quorum_met,
     synthesis_or_end,
 )
-from langchain_fusion.graph.setup import FusionSetup, build_setup
+from langchain_fusion.graph.setup import FusionSetup, SetupOptions, build_setup
 from langchain_fusion.graph.state import FusionState, InputState, OutputState, PanelTask
 from langchain_fusion.graph.synthesis import SYNTHESIS, asynthesis, synthesis
 from langchain_fusion.limits import FusionLimits
@@ -49,70 +46,34 @@ FusionCompiled = CompiledStateGraph[FusionState, FusionContext, InputState, Outp
     {
         **{name: "parameters" for name in FusionParameters.model_fields},
         **{name: "limits" for name in FusionLimits.model_fields},
-    }
+    },
+    also=SetupOptions.__annotations__,
 )
 def create_fusion_graph(
     parameters: FusionParameters | Mapping[str, Any] | None = None,
     *,
-    panel: Sequence[ModelLike] | None = None,
-    judge: ModelLike | None = None,
-    outer_model: ModelLike | None = None,
-    synthesize: bool = True,
-    backend: OpenAICompatibleBackend | None = None,
-    analysis_limits: AnalysisLimits | None = None,
-    research_tools: Sequence[BaseTool] | None = None,
-    limits: FusionLimits | Mapping[str, Any] | None = None,
-    fallback_judge: ModelLike | None = None,
-    anonymize_judge: bool = False,
-    judge_shuffle_seed: int = 0,
     checkpointer: Checkpointer = None,
     name: str = "fusion",
+    **options: Unpack[SetupOptions],
 ) -> FusionGraph:
     """Build the deliberation graph.
 
     Args:
         parameters: `FusionParameters`, or the hosted service's JSON (server-tool form or a
             bare parameters object). Validated here, before any model is called.
-        panel: Slugs or chat model instances that override `analysis_models`.
-        judge: A slug or chat model for the judge; default `parameters.model`, else the
-            outer model, else the preset's judge.
-        outer_model: The model that writes the final answer; default the judge.
-        synthesize: False for the tool form: the graph ends after the judge, and the
-            calling model writes the answer itself.
-        backend: Where slugs run; default OpenRouter (`OPENROUTER_BASE_URL`,
-            `OPENROUTER_API_KEY`).
-        analysis_limits: Tighter bounds on the judge's schema, for small local judges.
-        research_tools: Your own LangChain tools for panelists and the judge, in place of
-            the web tools that `parameters.tools` names (`tools: []` still turns research
-            off). On OpenRouter the web tools run server-side; elsewhere, local
-            `web_search` (when a provider is configured) and `web_fetch` stand in.
-        limits: `FusionLimits` (or its fields as a dict): `min_successful`,
-            `straggler_grace`, `deadline` (default 300 s), `max_total_tokens`, `max_cost`,
-            `prices`.
-        fallback_judge: A slug or chat model asked when the judge fails.
-        anonymize_judge: The judge reads `Response A`, `Response B`, ... in a shuffled
-            order (seeded by `judge_shuffle_seed` and the conversation) instead of model
-            names; the analysis you get back names the seats as usual.
+        checkpointer: LangGraph's; a thread's turns then deliberate afresh each time.
+        options: The panel, judge and outer models, the backend, research tools, limits
+            and judge settings (`SetupOptions`, documented in `graph/setup.py`): `panel`,
+            `judge`, `outer_model`, `synthesize` (False for the tool form: the graph ends
+            after the judge and the caller writes the answer), `backend`,
+            `analysis_limits`, `research_tools`, `limits`, `fallback_judge`,
+            `anonymize_judge`, `judge_shuffle_seed`.
 
     The graph takes `{"messages": [...]}` and returns `messages` (plus the final answer
     when synthesising), `result` (a `FusionResult`) and `answer`. Progress events stream
     on `stream_mode="custom"`.
     """
-    setup = build_setup(
-        parameters,
-        panel=panel,
-        judge=judge,
-        outer_model=outer_model,
-        synthesize=synthesize,
-        backend=backend,
-        analysis_limits=analysis_limits,
-        research_tools=research_tools,
-        limits=limits,
-        fallback_judge=fallback_judge,
-        anonymize_judge=anonymize_judge,
-        judge_shuffle_seed=judge_shuffle_seed,
-    )
-    return build_graph(setup, checkpointer=checkpointer, name=name)
+    return build_graph(build_setup(parameters, **options), checkpointer=checkpointer, name=name)
 
 
 def build_graph(

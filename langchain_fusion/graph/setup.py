@@ -10,7 +10,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import BaseMessage
@@ -111,6 +111,32 @@ class FusionSetup:
             ),
             "judge_attempts": 2 * len(self.judges),
         }
+
+
+class SetupOptions(TypedDict, total=False):
+    """How a graph is set up beyond the contract's parameters (see `build_setup`)."""
+
+    panel: Sequence[ModelLike] | None
+    """Slugs or chat model instances that override `analysis_models`."""
+    judge: ModelLike | None
+    """The judge; default `parameters.model`, else the outer model, else the preset's."""
+    outer_model: ModelLike | None
+    """The model that writes the final answer; default the judge."""
+    synthesize: bool
+    """False for the tool form: the graph ends after the judge (default True)."""
+    backend: OpenAICompatibleBackend | None
+    """Where slugs run; default OpenRouter (`OPENROUTER_BASE_URL`, `OPENROUTER_API_KEY`)."""
+    analysis_limits: AnalysisLimits | None
+    """Tighter bounds on the judge's schema, for small local judges."""
+    research_tools: Sequence[BaseTool] | None
+    """Your tools for panelists and the judge, in place of the web tools `tools` names."""
+    limits: FusionLimits | Mapping[str, Any] | None
+    """`FusionLimits` or its fields: quorum, straggler grace, deadline, budget, prices."""
+    fallback_judge: ModelLike | None
+    """Asked when the judge fails, after the judge's own retry."""
+    anonymize_judge: bool
+    """The judge reads `Response A`, `Response B`, ... in a seeded shuffled order."""
+    judge_shuffle_seed: int
 
 
 def build_setup(
