@@ -18,7 +18,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench import cache, concurrency, critical_path, local_model, overhead, straggler, streaming
+from bench import (
+    cache,
+    concurrency,
+    critical_path,
+    gateway,
+    local_model,
+    overhead,
+    straggler,
+    streaming,
+)
 from bench.common import CLIENTS, machine
 from bench.config import FIGURES, BenchConfig
 from bench.report import print_report, write_json
@@ -33,6 +42,8 @@ SERVER_FIGURES = {
     "straggler": straggler.run,
     "cache": cache.run,
 }
+EXTRA_FIGURES = {"gateway": gateway.run}
+"""Run only when named (`--only gateway`): the gateway's load test takes minutes."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -40,7 +51,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tiny", action="store_true", help="every path, tiny sizes (tests)")
     parser.add_argument("--no-local", action="store_true", help="skip the SmolLM2 figure")
     parser.add_argument(
-        "--only", default="", help=f"comma-separated figures among: {', '.join(FIGURES)}"
+        "--only",
+        default="",
+        help=f"comma-separated figures among: {', '.join([*FIGURES, *EXTRA_FIGURES])}",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="the JSON file")
     parser.add_argument("--quiet", action="store_true", help="no table, only the JSON file")
@@ -51,7 +64,7 @@ def configure(args: argparse.Namespace) -> BenchConfig:
     config = BenchConfig.tiny() if args.tiny else BenchConfig()
     if args.only:
         chosen = tuple(name.strip() for name in args.only.split(",") if name.strip())
-        unknown = sorted(set(chosen) - set(FIGURES))
+        unknown = sorted(set(chosen) - set(FIGURES) - set(EXTRA_FIGURES))
         if unknown:
             raise SystemExit(f"unknown figures: {', '.join(unknown)}")
         config = replace(config, figures=chosen, local="local_model" in chosen)
@@ -75,7 +88,8 @@ async def run_all(config: BenchConfig, progress: Any = None) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     timings: dict[str, float] = {}
     started = time.monotonic()
-    wanted = [name for name in config.figures if name in SERVER_FIGURES]
+    runners = {**SERVER_FIGURES, **EXTRA_FIGURES}
+    wanted = [name for name in config.figures if name in runners]
     if wanted:
         with ServerProcess() as server:
             for name in wanted:
@@ -83,7 +97,7 @@ async def run_all(config: BenchConfig, progress: Any = None) -> dict[str, Any]:
                     progress(name)
                 began = time.monotonic()
                 try:
-                    figures[name] = await SERVER_FIGURES[name](server, config)
+                    figures[name] = await runners[name](server, config)
                 except Exception as error:
                     figures[name] = _failure(name, error)
                 timings[name] = round(time.monotonic() - began, 1)
@@ -98,7 +112,7 @@ async def run_all(config: BenchConfig, progress: Any = None) -> dict[str, Any]:
         timings["local_model"] = round(time.monotonic() - began, 1)
     return {
         "schema": "langchain-fusion-bench/1",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench.run", *sys.argv[1:]]),
         "machine": machine(),
         "config": config.as_json(),
@@ -119,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_json(results, args.output)
     if not args.quiet:
         print_report(results)
+        if "gateway" in results["figures"] and results["figures"]["gateway"].get("rows"):
+            gateway.print_table(results["figures"]["gateway"])
         print(f"results: {args.output}", file=sys.stderr)
     failed = [n for n, f in results["figures"].items() if str(f["status"]).startswith("failed")]
     return 1 if failed else 0

@@ -228,14 +228,20 @@ def test_the_tool_result_goes_back_to_the_outer_model(fusion: Setup) -> None:
     assert completion.choices[0].finish_reason == "stop"
 
 
-def test_an_unknown_model_is_refused_with_the_allowed_ones(fusion: Setup) -> None:
-    with pytest.raises(openai.NotFoundError) as raised:
-        fusion.client.chat.completions.create(
-            model="openai/gpt-4.1", messages=[{"role": "user", "content": QUESTION}]
-        )
-    assert raised.value.status_code == 404
-    assert "openrouter/fusion, openrouter/fusion-flash" in raised.value.message
-    assert fusion.upstream.requests == []
+def test_a_plain_model_is_a_plain_completion_on_the_backend(fusion: Setup) -> None:
+    # Issue 13 changed this: any model is served, as on OpenRouter. Without fusion
+    # anywhere, the request reaches the backend as it came, extra fields included.
+    completion = fusion.client.chat.completions.create(
+        model="openai/gpt-4.1",
+        messages=[{"role": "user", "content": QUESTION}],
+        extra_body={"provider": {"sort": "price"}},
+    )
+    (request,) = fusion.upstream.requests
+    assert request.model == "openai/gpt-4.1"
+    assert request.body["provider"] == {"sort": "price"}
+    assert "tools" not in request.body  # no fusion tool was added
+    assert completion.choices[0].message.content == request.response_text
+    assert (completion.model_extra or {}).get("fusion") is None
 
 
 @pytest.mark.parametrize(
@@ -274,7 +280,7 @@ def test_an_unknown_model_is_refused_with_the_allowed_ones(fusion: Setup) -> Non
                 "model": "openrouter/fusion",
                 "tools": [{"type": "openrouter:fusion", "parameters": {"preset": "x"}}],
             },
-            "per-request fusion parameters",
+            "preset",
         ),
         (
             {
@@ -303,7 +309,7 @@ def test_an_invalid_request_is_a_400_before_any_call(
     )
     assert response.status_code == 400
     error = response.json()["error"]
-    assert error["type"] == "invalid_request_error"
+    assert error["code"] == 400  # the hosted shape: the status as an integer
     assert problem in error["message"]
     assert fusion.upstream.requests == []
 

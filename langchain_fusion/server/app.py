@@ -1,0 +1,145 @@
+"""The ASGI app: routes, and every error in the hosted shape.
+
+| route | what |
+|---|---|
+| `GET /v1/models` | the aliases this server answers to |
+| `GET /v1/key` | the calling key's spend and caps (as OpenRouter's `GET /api/v1/key`) |
+| `POST /v1/chat/completions` | fusion (alias, server tool, plugin) or a plain completion |
+| `POST /v1/responses` | the Responses API, with the same three entry points |
+| `GET /healthz` | for load balancers: no key, no upstream call |
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from langchain_fusion.chat_models import ChatFusion
+from langchain_fusion.server.catalog import DEFAULT_CAPACITY, ModelCatalog
+from langchain_fusion.server.chat_completions import chat_completions
+from langchain_fusion.server.errors import GatewayError, RedactingFilter
+from langchain_fusion.server.gateway import KEEPALIVE_S, MAX_BODY_BYTES, Gateway
+from langchain_fusion.server.keys import KeyRing, ServerKey, key_from_secret
+from langchain_fusion.server.ledger import SpendLedger
+from langchain_fusion.server.policy import Policy
+from langchain_fusion.server.responses_api import responses
+
+logger = logging.getLogger("langchain_fusion.server")
+Handler = Callable[[Gateway, Request], Awaitable[Response]]
+
+
+def create_app(
+    models: Mapping[str, ChatFusion],
+    *,
+    api_key: str | None = None,
+    keys: KeyRing | None = None,
+    policy: Policy | None = None,
+    ledger: SpendLedger | None = None,
+    keepalive_s: float = KEEPALIVE_S,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    capacity: int = DEFAULT_CAPACITY,
+) -> Starlette:
+    """The ASGI app serving fusion over `models` (alias → `ChatFusion`, e.g. from
+    `fusion_models()`): their settings are the server's defaults for every request.
+
+    `api_key` (one key) or `keys` (several, with caps, and bring-your-own-key) protect it;
+    `policy` limits what a request may run; `ledger` keeps the keys' spend.
+    """
+    ring = keys or KeyRing()
+    if api_key is not None:
+        ring = KeyRing([*ring.keys, key_from_secret("default", api_key)], byok=ring.byok)
+    catalog = ModelCatalog(models, capacity=capacity)
+    catalog.warm()
+    gateway = Gateway(
+        catalog=catalog,
+        keys=ring,
+        policy=policy or Policy(),
+        ledger=ledger,
+        keepalive_s=keepalive_s,
+        max_body_bytes=max_body_bytes,
+    )
+    _install_redaction()
+
+    def route(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(gateway, request)
+            except GatewayError as error:
+                logger.info(
+                    "%s %s -> %d: %s", request.method, request.url.path, error.status, error.message
+                )
+                return error.response()
+
+        return endpoint
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        return GatewayError(status, f"no endpoint {request.method} {request.url.path}").response()
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        logger.error("unexpected error on %s: %s", request.url.path, type(exc).__name__)
+        return GatewayError(500, f"internal error: {type(exc).__name__}").response()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/models", route(_models), methods=["GET"]),
+            Route("/v1/key", route(_key), methods=["GET"]),
+            Route("/v1/chat/completions", route(chat_completions), methods=["POST"]),
+            Route("/v1/responses", route(responses), methods=["POST"]),
+            Route("/healthz", _health, methods=["GET"]),
+        ],
+        exception_handlers={404: not_found, 405: not_found, Exception: server_error},
+    )
+    app.state.gateway = gateway
+    return app
+
+
+async def _models(gateway: Gateway, request: Request) -> Response:
+    gateway.authenticate(request)
+    data = [
+        {"id": alias, "object": "model", "created": 0, "owned_by": "langchain-fusion"}
+        for alias in gateway.catalog.served
+    ]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def _key(gateway: Gateway, request: Request) -> Response:
+    principal = gateway.authenticate(request)
+    key: ServerKey | None = principal.key
+    if key is None:
+        raise GatewayError(404, "this server has no keys: there is no key to describe")
+    usage = gateway.ledger.usage(key.name) if gateway.ledger is not None else None
+    spent_usd = usage.spent_usd if usage else 0.0
+    spent_tokens = usage.spent_tokens if usage else 0
+    data = {
+        "label": key.name,
+        "usage": round(spent_usd, 10),
+        "usage_tokens": spent_tokens,
+        "reserved_usd": round(usage.reserved_usd, 10) if usage else 0.0,
+        "reserved_tokens": usage.reserved_tokens if usage else 0,
+        "limit": key.max_usd,
+        "limit_remaining": None if key.max_usd is None else max(0.0, key.max_usd - spent_usd),
+        "limit_tokens": key.max_tokens,
+        "limit_tokens_remaining": (
+            None if key.max_tokens is None else max(0, key.max_tokens - spent_tokens)
+        ),
+    }
+    return JSONResponse({"data": data})
+
+
+async def _health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def _install_redaction() -> None:
+    """Scrub key-shaped text from every record the server's loggers write."""
+    for name in ("langchain_fusion.server", "uvicorn.error", "uvicorn.access"):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in target.filters):
+            target.addFilter(RedactingFilter())

@@ -1,0 +1,121 @@
+"""Errors in the hosted shape, on every path, with no secret in them.
+
+OpenRouter answers `{"error": {"code": <the HTTP status>, "message": ..., "metadata": ...}}`
+and its SDK refuses a `code` that is not that integer; OpenAI SDKs read `message` from the
+same object. Every refusal and failure here is a `GatewayError`, rendered by `body()`; a
+chat-completions stream that fails after its headers went out sends the same object as an
+SSE `data:` line, which both SDKs raise as an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.responses import JSONResponse
+
+from langchain_fusion.contract.errors import describe_error, status_code_of
+
+NO_RETRY = {"x-should-retry": "false"}
+"""Stops OpenAI SDKs from re-running a whole deliberation: its inner calls were retried."""
+
+# Anything shaped like an API key (OpenAI, OpenRouter, Anthropic, ours): an upstream error
+# may quote the key it was sent, and a client must never read it back from us.
+_KEY_LIKE = re.compile(r"\b(?:sk|rk|pk|or|fs)-[A-Za-z0-9_\-]{12,}")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` without the given secrets and without anything shaped like an API key."""
+    for secret in secrets:
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, "[redacted]")
+    return _KEY_LIKE.sub("[redacted]", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs key-shaped strings from a record's message (installed on the server's
+    loggers, so that no path, DEBUG included, writes a key)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+class GatewayError(Exception):
+    """A request refused or failed, with its HTTP status and the hosted error body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = redact(message)
+        self.metadata = dict(metadata) if metadata else None
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        """`{"error": {"code": status, "message": ..., "metadata": ...}}`."""
+        return {"error": {"code": self.status, "message": self.message, "metadata": self.metadata}}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+    def sse(self) -> bytes:
+        """The error as a chat-completions stream event (OpenAI and OpenRouter SDKs raise it)."""
+        return f"data: {json.dumps(self.body())}\n\n".encode()
+
+
+def invalid(message: str, param: str | None = None) -> GatewayError:
+    """A 400 naming the offending field."""
+    return GatewayError(400, message, metadata={"param": param} if param else None)
+
+
+def from_validation(error: ValidationError, prefix: str = "") -> GatewayError:
+    """A pydantic error as one readable 400: `field.path: problem; ...`."""
+    problems = []
+    for item in error.errors(include_url=False):
+        location = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"]
+        ).lstrip(".")
+        reason = item["msg"].removeprefix("Value error, ")
+        location = f"{prefix}{location}" if location else prefix.rstrip(".")
+        problems.append(f"{location}: {reason}" if location else reason)
+    first = error.errors(include_url=False)[0]["loc"] if error.error_count() else ()
+    param = f"{prefix}{first[0]}" if first else None
+    return invalid("; ".join(problems), param)
+
+
+def upstream_failure(error: BaseException, *, secrets: Iterable[str] = ()) -> GatewayError:
+    """A failed deliberation or outer call, as the client should see it.
+
+    Rate limits and exhausted credits keep their status; a timeout is a 504 and anything
+    else upstream a 502. The upstream text is kept (it says what to fix), keys removed.
+    """
+    upstream = status_code_of(error)
+    if upstream in (401, 402, 403, 429):
+        status = upstream
+    elif (
+        isinstance(error, asyncio.TimeoutError | TimeoutError) or "Timeout" in type(error).__name__
+    ):
+        status = 504
+    else:
+        status = 502
+    return GatewayError(
+        status,
+        f"the fusion backend failed: {describe_error(error)}",
+        metadata={"upstream_status": upstream, "error_type": type(error).__name__},
+        headers=NO_RETRY,
+    )

@@ -1,0 +1,187 @@
+"""What every request handler shares: the catalog, the policy, the keys and the ledger,
+and the steps that come before and after a run (authenticate, read the body, reserve the
+worst case, settle the actual spend), plus the plumbing of a run (cancel it when the
+client leaves, keep an idle stream alive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+from starlette.requests import Request
+
+from langchain_fusion.graph.budget import BudgetEstimate
+from langchain_fusion.server.catalog import ModelCatalog
+from langchain_fusion.server.errors import GatewayError, invalid
+from langchain_fusion.server.keys import KeyRing, Principal
+from langchain_fusion.server.ledger import Reservation, Spend, SpendLedger
+from langchain_fusion.server.policy import Policy, as_spend
+
+logger = logging.getLogger("langchain_fusion.server")
+
+KEEPALIVE_S = 15.0
+"""Seconds between SSE comments while a stream waits for the deliberation, so that
+proxies and clients do not drop an idle connection."""
+MAX_BODY_BYTES = 16 * 1024 * 1024
+_T = TypeVar("_T")
+
+
+class KeepAlive:
+    """Yielded by `with_keepalive` when nothing arrived for a while."""
+
+
+KEEPALIVE = KeepAlive()
+
+
+class ClientGone(Exception):
+    """The client closed the connection before the answer was ready."""
+
+
+@dataclass
+class Gateway:
+    """The server's state, shared by every request (it keeps no conversation)."""
+
+    catalog: ModelCatalog
+    keys: KeyRing = field(default_factory=KeyRing)
+    policy: Policy = field(default_factory=Policy)
+    ledger: SpendLedger | None = None
+    keepalive_s: float = KEEPALIVE_S
+    max_body_bytes: int = MAX_BODY_BYTES
+    _http: httpx.AsyncClient | None = None
+
+    def __post_init__(self) -> None:
+        if self.ledger is None and any(key.capped for key in self.keys.keys):
+            raise ValueError("a key with a spend cap needs a spend ledger (SpendLedger)")
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The pool plain completions are relayed through (made on first use, on the
+        serving loop)."""
+        if self._http is None:
+            backend = self.catalog.backend
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(backend.timeout, connect=10.0),
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+        await self.catalog.aclose()
+        if self.ledger is not None:
+            self.ledger.close()
+
+    # --- before the run -----------------------------------------------------------------
+
+    def authenticate(self, request: Request) -> Principal:
+        return self.keys.authenticate(request.headers)
+
+    async def read_json(self, request: Request) -> dict[str, Any]:
+        """The body as a JSON object (400, or 413 over the size limit)."""
+        size = request.headers.get("content-length")
+        if size and size.isdigit() and int(size) > self.max_body_bytes:
+            raise GatewayError(413, f"the request body is over {self.max_body_bytes} bytes")
+        raw = await request.body()
+        if len(raw) > self.max_body_bytes:
+            raise GatewayError(413, f"the request body is over {self.max_body_bytes} bytes")
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise invalid(f"the request body is not valid JSON: {error}") from None
+        if not isinstance(body, dict):
+            raise invalid("the request body must be a JSON object")
+        model = body.get("model")
+        if not isinstance(model, str) or not model.strip():
+            raise invalid("'model' is required", "model")
+        return body
+
+    async def reserve(self, principal: Principal, worst: BudgetEstimate) -> Reservation | None:
+        """Check the per-request cap, then hold the worst case on the caller's key."""
+        self.policy.check_budget(worst)
+        key = principal.key
+        if self.ledger is None or key is None or not key.capped:
+            return None
+        return await anyio.to_thread.run_sync(self.ledger.reserve, key, as_spend(worst))
+
+    # --- after it -----------------------------------------------------------------------
+
+    async def settle(self, reservation: Reservation | None, spent: Spend | None) -> None:
+        """Record what the run spent; runs to the end even when the request is cancelled."""
+        if reservation is None or self.ledger is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(self.ledger.settle, reservation, spent)
+            except Exception:  # the answer is out; the ledger's own log says why
+                logger.exception("could not settle the spend of key %s", reservation.key)
+
+
+async def unless_disconnected(request: Request, work: Awaitable[_T]) -> _T:
+    """Await `work`, cancelling it when the client disconnects: no deliberation for nobody."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        raise ClientGone
+    finally:
+        for pending in (task, watcher):
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pending
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read, so the next ASGI message can only be the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def with_keepalive(source: AsyncIterator[_T], every: float) -> AsyncIterator[_T | KeepAlive]:
+    """`source`'s items, and `KEEPALIVE` after each `every` seconds without one.
+
+    The source runs in a task of its own feeding a queue (an async generator must not be
+    stepped from several tasks); leaving early cancels it, which stops the deliberation.
+    """
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for item in source:
+                await queue.put(("item", item))
+            await queue.put(("end", None))
+        except Exception as error:
+            await queue.put(("error", error))
+
+    task = asyncio.ensure_future(pump())
+    try:
+        while True:
+            try:
+                kind, item = await asyncio.wait_for(queue.get(), timeout=every)
+            except TimeoutError:
+                yield KEEPALIVE
+                continue
+            if kind == "error":
+                raise item
+            if kind == "end":
+                return
+            yield item
+    finally:
+        if not task.done():
+            task.cancel()  # the client left, or the consumer failed: stop the run
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}

@@ -1,0 +1,179 @@
+"""A chat completion without fusion: relayed to the backend as it came.
+
+This is what an OpenRouter user who switched base URL expects of a request that names a
+plain model: every field reaches the backend unchanged (`response_format`, `n`,
+`provider`, ...), and the answer comes back as the backend gave it. The server still
+applies its policy first (allow-list, per-request cap, the key's spend cap), pays with
+the server's key or the caller's own (bring-your-own-key), and puts upstream errors in
+the hosted shape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from langchain_fusion.server.errors import GatewayError, invalid, redact
+from langchain_fusion.server.gateway import SSE_HEADERS, ClientGone, Gateway, unless_disconnected
+from langchain_fusion.server.keys import Principal, secrets_of
+from langchain_fusion.server.ledger import Reservation, Spend
+from langchain_fusion.server.policy import ASSUMED_OUTPUT_TOKENS, plain_prompt_tokens
+
+logger = logging.getLogger("langchain_fusion.server")
+
+# Client headers worth passing on: OpenRouter's app attribution.
+_FORWARDED = ("http-referer", "x-title")
+
+
+async def relay(
+    gateway: Gateway, request: Request, principal: Principal, body: dict[str, Any]
+) -> Response:
+    """Check the policy, hold the worst case, relay, settle."""
+    model = body["model"]
+    fallbacks = body.get("models")
+    models = [model]
+    if isinstance(fallbacks, list):
+        models += [m for m in fallbacks if isinstance(m, str)]
+    gateway.policy.check_models(models)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise invalid("'messages' must be a non-empty list", "messages")
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise invalid("'max_tokens' must be a positive integer", "max_tokens")
+    prompt = plain_prompt_tokens(body)
+    output = limit or ASSUMED_OUTPUT_TOKENS
+    estimates = [gateway.policy.call_worst_case(m, prompt, output) for m in models]
+    worst = max(estimates, key=lambda e: (e.cost is None, e.cost or 0.0))
+    gateway.policy.check_budget(worst)
+    reservation = await gateway.reserve(principal, worst)
+
+    backend = gateway.catalog.backend_for(principal.upstream_key)
+    key = backend.api_key.get_secret_value() if backend.api_key else "not-set"
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    headers.update({h: request.headers[h] for h in _FORWARDED if h in request.headers})
+    url = backend.base_url.rstrip("/") + "/chat/completions"
+    stream = bool(body.get("stream"))
+    wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    if stream and reservation is not None and not wants_usage:
+        # The ledger needs the usage: ask for it, and drop it on the way back.
+        options = {**(body.get("stream_options") or {}), "include_usage": True}
+        body = {**body, "stream_options": options}
+    secrets = [key, *secrets_of(principal)]
+    upstream = gateway.http.build_request("POST", url, json=body, headers=headers)
+    try:
+        response = await unless_disconnected(request, gateway.http.send(upstream, stream=stream))
+    except ClientGone:
+        await gateway.settle(reservation, Spend(0, 0.0))
+        return Response(status_code=499)
+    except httpx.HTTPError as error:
+        await gateway.settle(reservation, Spend(0, 0.0))
+        reason = f"the backend could not be reached: {type(error).__name__}: {error}"
+        raise GatewayError(502, redact(reason, secrets)) from None
+    if response.status_code >= 400:
+        raw = await response.aread()
+        await response.aclose()
+        await gateway.settle(reservation, Spend(0, 0.0))
+        raise _upstream_error(response, raw, secrets)
+    if not stream:
+        raw = await response.aread()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            await gateway.settle(reservation, Spend(0, 0.0))
+            raise GatewayError(502, "the backend answered with a body that is not JSON") from None
+        await gateway.settle(reservation, _spend(data.get("usage"), gateway, model))
+        logger.info("chat.completions (plain) key=%s model=%s", principal.name, model)
+        return JSONResponse(data)
+    return StreamingResponse(
+        _relay_stream(gateway, response, reservation, model, keep_usage=wants_usage),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
+
+
+async def _relay_stream(
+    gateway: Gateway,
+    response: httpx.Response,
+    reservation: Reservation | None,
+    model: str,
+    *,
+    keep_usage: bool,
+) -> AsyncIterator[bytes]:
+    """The backend's SSE lines as they come; the usage read on the way."""
+    usage: Any = None
+    try:
+        async for line in response.aiter_lines():
+            if line.startswith("data: {"):
+                try:
+                    chunk = json.loads(line[6:])
+                except ValueError:
+                    chunk = None
+                if isinstance(chunk, dict) and isinstance(chunk.get("error"), dict):
+                    yield _stream_error(chunk["error"]).sse()  # in the hosted shape
+                    return
+                if isinstance(chunk, dict) and chunk.get("usage"):
+                    usage = chunk["usage"]
+                    if not keep_usage:
+                        if not chunk.get("choices"):
+                            continue  # the usage-only chunk the client did not ask for
+                        line = "data: " + json.dumps({**chunk, "usage": None})
+            yield (line + "\n").encode()
+    finally:
+        await response.aclose()
+        await gateway.settle(reservation, _spend(usage, gateway, model))
+
+
+def _spend(usage: Any, gateway: Gateway, model: str) -> Spend | None:
+    if not isinstance(usage, dict):
+        return None  # unknown: the reservation is charged in full
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    tokens = int(usage.get("total_tokens") or prompt + completion)
+    cost = usage.get("cost")
+    if isinstance(cost, int | float):
+        return Spend(tokens, float(cost))
+    price = gateway.policy.prices.get(model)
+    usd = None if price is None else prompt * price.prompt + completion * price.completion
+    return Spend(tokens, usd)
+
+
+def _stream_error(error: dict[str, Any]) -> GatewayError:
+    """An error event the backend sent mid-stream, its status kept when it gave one."""
+    code = error.get("code")
+    status = code if isinstance(code, int) and 400 <= code < 600 else 502
+    details = {k: v for k, v in error.items() if k not in ("message", "code")}
+    metadata: dict[str, Any] = {"upstream_code": code}
+    if details:
+        metadata["upstream"] = json.loads(redact(json.dumps(details)))
+    return GatewayError(
+        status, str(error.get("message") or "the backend failed"), metadata=metadata
+    )
+
+
+def _upstream_error(response: httpx.Response, raw: bytes, secrets: list[str]) -> GatewayError:
+    """The backend's error in the hosted shape, with its status and its own words."""
+    message = f"the backend answered {response.status_code}"
+    metadata: dict[str, Any] = {"upstream_status": response.status_code}
+    try:
+        error = json.loads(raw).get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, dict):
+        message = str(error.get("message") or message)
+        details = {k: v for k, v in error.items() if k not in ("message", "code")}
+        if details:
+            metadata["upstream"] = json.loads(redact(json.dumps(details), secrets))
+    retry = response.headers.get("retry-after")
+    return GatewayError(
+        response.status_code,
+        redact(message, secrets),
+        metadata=metadata,
+        headers={"retry-after": retry} if retry else None,
+    )

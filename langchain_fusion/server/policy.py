@@ -1,0 +1,226 @@
+"""The operator's policy, checked before any upstream call: which models may run, how large
+a panel may be, and what one request may cost at worst.
+
+The worst case is the budget guard's estimate (`graph/budget.py`): every panelist using
+every tool step, the judge and its retry (and the fallback judge), plus every outer call a
+request may make (`MAX_OUTER_CALLS`), each writing its whole output limit. An outer model
+with no output limit in the request or the configuration is counted at the hosted default
+per call (16 000 tokens): set `max_tokens` to be admitted under a tight cap.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+
+from langchain_fusion.chat_models.tool_loop import MAX_OUTER_CALLS
+from langchain_fusion.contract.parameters import DEFAULT_MAX_COMPLETION_TOKENS
+from langchain_fusion.contract.presets import PRESETS
+from langchain_fusion.graph.budget import (
+    JUDGE_INSTRUCTION_TOKENS,
+    BudgetEstimate,
+    BudgetExceededError,
+    approximate_tokens,
+    check_budget,
+    estimate_budget,
+)
+from langchain_fusion.limits import FusionLimits, ModelPrice
+from langchain_fusion.server.errors import GatewayError
+from langchain_fusion.server.ledger import Spend
+from langchain_fusion.server.routing import Deliberation, label
+
+ASSUMED_OUTPUT_TOKENS = DEFAULT_MAX_COMPLETION_TOKENS
+"""Output tokens counted for a call whose limit nobody set."""
+
+
+def load_prices(path: str | Path) -> dict[str, ModelPrice]:
+    """Per-token USD prices: `{"model": {"prompt": 3e-06, "completion": 1.5e-05}, ...}`."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read the prices file {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected an object mapping model slugs to prices")
+    try:
+        return {str(model): ModelPrice.model_validate(price) for model, price in data.items()}
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What this server lets a request do. Every field is optional: unset, no limit."""
+
+    allow_models: tuple[str, ...] = ()
+    """Glob patterns (`fnmatch`, e.g. `openai/*`, `~anthropic/*`); empty allows any."""
+    max_panel: int | None = None
+    max_request_tokens: int | None = None
+    """Worst-case tokens (every inner call, in and out) one request may spend."""
+    max_request_cost: float | None = None
+    """Worst-case USD one request may spend; needs a price for every model."""
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("max_panel", "max_request_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.max_request_cost is not None and self.max_request_cost <= 0:
+            raise ValueError("max_request_cost must be positive")
+
+    # --- models ----------------------------------------------------------------------
+
+    def allows(self, model: str) -> bool:
+        return not self.allow_models or any(
+            fnmatch.fnmatchcase(model, pattern) for pattern in self.allow_models
+        )
+
+    def check_models(self, models: Iterable[str], *, why: str = "") -> None:
+        """403 naming the first model the allow-list does not cover."""
+        for model in models:
+            if not self.allows(model):
+                raise GatewayError(
+                    403,
+                    f"the model {model!r}{why} is not allowed on this server "
+                    f"(allowed: {', '.join(self.allow_models)})",
+                    metadata={"model": model, "allowed": list(self.allow_models)},
+                )
+
+    def check_deliberation(self, deliberation: Deliberation) -> None:
+        """Allow-list over every model that may run (outer, panel, judge, fallback judge:
+        a preset's panel and judge as it expands), then the panel size."""
+        preset = deliberation.parameters.preset
+        expansion = PRESETS.get(preset)
+        expanded = {*expansion.analysis_models, expansion.model} if expansion else set()
+        for model in deliberation.models():
+            self.check_models(
+                [model], why=f" (from preset {preset!r})" if model in expanded else ""
+            )
+        size = len(deliberation.panel)
+        if self.max_panel is not None and size > self.max_panel:
+            raise GatewayError(
+                403,
+                f"a panel of {size} models is over this server's limit of {self.max_panel}",
+                metadata={"panel_size": size, "max_panel": self.max_panel},
+            )
+
+    # --- the worst case --------------------------------------------------------------
+
+    def fusion_worst_case(
+        self,
+        deliberation: Deliberation,
+        messages: Sequence[BaseMessage],
+        *,
+        tools: Sequence[Mapping[str, Any]] = (),
+        outer_max_tokens: int | None,
+        enabled: bool = True,
+    ) -> BudgetEstimate:
+        """The most one request can spend: the deliberation (unless it cannot run in this
+        request), then every outer call at its output limit."""
+        prompt = approximate_tokens(messages) + _tools_tokens(tools)
+        params = deliberation.parameters
+        outer = label(deliberation.outer)
+        outer_out = outer_max_tokens or ASSUMED_OUTPUT_TOKENS
+        parts: list[BudgetEstimate] = []
+        fusion_prompt = prompt
+        if enabled:
+            steps = params.max_tool_calls if params.effective_tools else 0
+            fallback = deliberation.fallback_judge
+            parts.append(
+                estimate_budget(
+                    prompt_tokens=prompt,
+                    panel=[label(model) for model in deliberation.panel],
+                    judge=label(deliberation.judge),
+                    synthesizer=None,
+                    max_completion_tokens=params.max_completion_tokens,
+                    tool_steps=steps,
+                    judge_tool_steps=steps,
+                    prices=dict(self.prices),
+                    judge_attempts=2 * (2 if fallback is not None else 1),
+                )
+            )
+            # What the outer model reads back: the analysis and every answer.
+            fusion_prompt += (
+                JUDGE_INSTRUCTION_TOKENS + len(deliberation.panel) * params.max_completion_tokens
+            )
+        calls = MAX_OUTER_CALLS if enabled else 1
+        for step in range(calls):
+            parts.append(self.call_worst_case(outer, fusion_prompt + step * outer_out, outer_out))
+        return _sum(parts)
+
+    def call_worst_case(self, model: str, prompt_tokens: int, output_tokens: int) -> BudgetEstimate:
+        price = self.prices.get(model)
+        cost = (
+            None
+            if price is None
+            else prompt_tokens * price.prompt + output_tokens * price.completion
+        )
+        return BudgetEstimate(
+            calls=1, input_tokens=prompt_tokens, output_tokens=output_tokens, cost=cost
+        )
+
+    def check_budget(self, estimate: BudgetEstimate) -> None:
+        """402 with the estimate when the worst case is over the per-request cap."""
+        if self.max_request_tokens is None and self.max_request_cost is None:
+            return
+        limits = FusionLimits(
+            max_total_tokens=self.max_request_tokens, max_cost=self.max_request_cost
+        )
+        try:
+            check_budget(limits, estimate)
+        except BudgetExceededError as error:
+            raise GatewayError(
+                402,
+                f"refused by this server's per-request limit: {error}".replace(
+                    "max_total_tokens", "--max-request-tokens"
+                ).replace("max_cost", "--max-request-cost"),
+                metadata={
+                    "estimate": estimate_json(estimate),
+                    "limit": {
+                        "max_request_tokens": self.max_request_tokens,
+                        "max_request_cost": self.max_request_cost,
+                    },
+                },
+            ) from None
+
+
+def estimate_json(estimate: BudgetEstimate) -> dict[str, Any]:
+    return {
+        "calls": estimate.calls,
+        "input_tokens": estimate.input_tokens,
+        "output_tokens": estimate.output_tokens,
+        "total_tokens": estimate.total_tokens,
+        "cost": estimate.cost,
+    }
+
+
+def as_spend(estimate: BudgetEstimate) -> Spend:
+    return Spend(tokens=estimate.total_tokens, usd=estimate.cost)
+
+
+def plain_prompt_tokens(body: Mapping[str, Any]) -> int:
+    """A plain request's prompt size: its messages and tools, four characters a token."""
+    text = json.dumps(body.get("messages") or body.get("input") or "", ensure_ascii=False)
+    return math.ceil(len(text) / 4) + _tools_tokens(body.get("tools") or [])
+
+
+def _tools_tokens(tools: Iterable[Any]) -> int:
+    text = json.dumps(list(tools), ensure_ascii=False)
+    return math.ceil(len(text) / 4) if text != "[]" else 0
+
+
+def _sum(parts: Sequence[BudgetEstimate]) -> BudgetEstimate:
+    costs = [part.cost for part in parts]
+    return BudgetEstimate(
+        calls=sum(part.calls for part in parts),
+        input_tokens=sum(part.input_tokens for part in parts),
+        output_tokens=sum(part.output_tokens for part in parts),
+        cost=None if any(cost is None for cost in costs) else sum(c or 0.0 for c in costs),
+    )

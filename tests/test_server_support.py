@@ -1,0 +1,134 @@
+"""Shared set-up for the gateway's tests (no tests here): a fusion server whose backend is a
+scripted server, SDK clients for it, and what the backend saw.
+
+The gateway's panel defaults to PANEL with research off, and it names no judge and no
+outer model: the hosted defaults then apply (the judge of a server-tool request is its
+outer model; an alias answers with the preset's judge), which the tests rely on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import openai
+
+from langchain_fusion.server import FusionServer, create_app, fusion_models
+from langchain_fusion.testing import ModelScript, RecordedRequest, ScriptedOpenAIServer
+
+PANEL = ["panel-a", "panel-b"]
+QUALITY_JUDGE = "~anthropic/claude-opus-latest"
+"""The judge of the default preset (general-high): the aliases' outer model here."""
+OUTER = "outer/model-x"
+CONCRETE = "outer/model-x-2025"
+QUESTION = "Survey the strongest arguments for and against a carbon tax."
+COST_PER_TOKEN = 1e-6
+UPSTREAM_KEY = "sk-upstream-server-key-0000000000"
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+WEATHER_QUESTION = "What is the weather in 'Paris'?"
+FORCE_FUSION = {"type": "function", "function": {"name": "fusion"}}
+
+
+@dataclass
+class Gateway:
+    """A running gateway, its scripted backend, and clients."""
+
+    server: FusionServer
+    upstream: ScriptedOpenAIServer
+    client: openai.OpenAI
+    scripted: set[str] = field(default_factory=set)
+    """Models given a script of their own, set back to healthy by `reset`."""
+
+    @property
+    def url(self) -> str:
+        return self.server.base_url
+
+    @property
+    def aclient(self) -> openai.AsyncOpenAI:
+        """A new async client: each async test runs on an event loop of its own."""
+        return openai.AsyncOpenAI(base_url=self.url, api_key="sk-client", max_retries=0)
+
+    def requests(self, *models: str) -> list[RecordedRequest]:
+        return [r for model in models for r in self.upstream.requests_for(model)]
+
+    def models_called(self) -> set[str]:
+        return {request.model for request in self.upstream.requests}
+
+    def post(self, path: str, body: Any, **kwargs: Any) -> httpx.Response:
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {"content-type": "application/json", **kwargs.pop("headers", {})}
+        return httpx.post(
+            f"{self.url}{path}", content=content, headers=headers, timeout=30, **kwargs
+        )
+
+    def script(self, model: str, script: ModelScript) -> None:
+        self.upstream.set_script(model, script)
+        self.scripted.add(model)
+
+    def reset(self) -> None:
+        """Healthy scripts that report cost, and an empty request log."""
+        self.upstream.reset()
+        for model in self.scripted:
+            self.upstream.set_script(model, healthy())
+        self.script(OUTER, healthy(response_model=CONCRETE))
+
+
+def healthy(**fields: Any) -> ModelScript:
+    return ModelScript(cost_per_token=COST_PER_TOKEN, **fields)
+
+
+def settings(upstream: ScriptedOpenAIServer, **overrides: Any) -> dict[str, Any]:
+    return {
+        "analysis_models": PANEL,
+        "tools": [],
+        "base_url": upstream.base_url,
+        "api_key": UPSTREAM_KEY,
+        "max_retries": 0,
+        **overrides,
+    }
+
+
+def start(
+    upstream: ScriptedOpenAIServer, *, model_settings: dict[str, Any] | None = None, **app: Any
+) -> FusionServer:
+    models = fusion_models(**(model_settings or settings(upstream)))
+    return FusionServer(create_app(models, **app))
+
+
+def running_gateway(**app: Any) -> Iterator[Gateway]:
+    """A gateway for a whole module (its `gateway` fixture resets it for each test)."""
+    with ScriptedOpenAIServer(default=healthy()) as upstream, start(upstream, **app) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="sk-client", max_retries=0)
+        yield Gateway(server, upstream, client)
+        client.close()
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    """The hosted error object, checked for its shape: `code` is the HTTP status."""
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error: dict[str, Any] = body["error"]
+    assert error["code"] == response.status_code
+    assert isinstance(error["code"], int)
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    assert set(error) == {"code", "message", "metadata"}
+    return error
+
+
+def tool_names(request: RecordedRequest) -> list[str]:
+    return [tool["function"]["name"] for tool in request.body.get("tools") or []]
