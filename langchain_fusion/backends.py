@@ -20,7 +20,7 @@ from langchain_openai import ChatOpenAI
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
-from langchain_fusion.contract.parameters import ReasoningConfig
+from langchain_fusion.contract.parameters import CacheControl, ReasoningConfig
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 DEPTH_HEADER = "x-openrouter-fusion-depth"
@@ -208,12 +208,14 @@ def configure_inner_call(
     temperature: float | None = None,
     max_tokens: int | None = None,
     reasoning: ReasoningConfig | None = None,
+    cache_control: CacheControl | None = None,
     depth: int | None = 1,
 ) -> BaseChatModel:
     """A copy of `model` set up for an inner call (`depth=None`: the outer model's call).
 
     Settings apply where the model has the matching field. OpenAI-compatible models also
-    get the depth header (inner calls), streamed usage, and `reasoning` in the body.
+    get the depth header (inner calls), streamed usage, and `reasoning` and `cache_control`
+    in the body (pass `cache_control` only for an endpoint that knows it: OpenRouter).
     """
     fields = type(model).model_fields
     updates: dict[str, Any] = {}
@@ -229,8 +231,11 @@ def configure_inner_call(
             kwargs = dict(model.model_kwargs)
             headers = {**kwargs.get("extra_headers", {}), DEPTH_HEADER: str(depth)}
             updates["model_kwargs"] = {**kwargs, "extra_headers": headers}
+        body = dict(model.extra_body or {})
         if reasoning is not None:
-            body = dict(model.extra_body or {})
             body["reasoning"] = reasoning.model_dump(exclude_none=True)
+        if cache_control is not None:
+            body["cache_control"] = cache_control.model_dump(exclude_none=True)
+        if body != (model.extra_body or {}):
             updates["extra_body"] = body
     return model.model_copy(update=updates) if updates else model

@@ -427,3 +427,29 @@ def test_server_tool_json_runs_as_sent(scripted_server: ScriptedOpenAIServer) ->
     result = graph.invoke({"messages": "Is P equal to NP?"})["result"]
     assert [r.model for r in result.responses] == sent["parameters"]["analysis_models"]
     assert chat_requests(scripted_server, "~anthropic/claude-opus-latest")
+
+
+@pytest.mark.parametrize("openrouter", [True, False])
+def test_cache_control_reaches_panel_and_judge_on_openrouter(
+    scripted_server: ScriptedOpenAIServer, openrouter: bool
+) -> None:
+    cache = {"type": "ephemeral", "ttl": "1h"}
+    graph = create_fusion_graph(
+        FusionParameters(analysis_models=PANEL, model=JUDGE, cache_control=cache, tools=[]),
+        backend=backend_for(scripted_server, server_tools=openrouter),
+        outer_model="outer-o",
+    )
+    graph.invoke({"messages": conversation()})
+    inner = [
+        *chat_requests(scripted_server, JUDGE),
+        *(r for m in PANEL for r in chat_requests(scripted_server, m)),
+    ]
+    assert len(inner) == len(PANEL) + 1
+    assert all(r.body.get("cache_control") == (cache if openrouter else None) for r in inner)
+    (synthesis,) = chat_requests(scripted_server, "outer-o")
+    assert "cache_control" not in synthesis.body
+
+
+def test_cache_control_is_validated() -> None:
+    with pytest.raises(FusionParameterError, match=r"cache_control\.ttl"):
+        FusionParameters(cache_control={"type": "ephemeral", "ttl": "forever"})

@@ -50,6 +50,9 @@ ALLOWED: dict[str, str] = {
     "reasoning.max_tokens": "a positive integer",
     "temperature": "a number from 0 to 2",
     "tools": f"a list of at most {MAX_TOOLS} objects {{type, parameters?}}; [] turns tools off",
+    "cache_control": 'an object {"type": "ephemeral", "ttl"?: "5m" or "1h"}',
+    "cache_control.type": '"ephemeral"',
+    "cache_control.ttl": '"5m" or "1h"',
 }
 
 
@@ -68,6 +71,15 @@ class ReasoningConfig(BaseModel):
 
     effort: ReasoningEffort | None = None
     max_tokens: int | None = Field(default=None, gt=0, strict=True)
+
+
+class CacheControl(BaseModel):
+    """Anthropic's prompt-caching directive, forwarded to panel and judge calls."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] | None = None
 
 
 class ToolSpec(BaseModel):
@@ -115,6 +127,8 @@ class FusionParameters(BaseModel):
     """Forwarded to panel calls; the judge always runs at 0."""
     tools: list[ToolSpec] | None = Field(default=None, max_length=MAX_TOOLS)
     """What panelists and the judge may use. None: web search and fetch; []: no tools."""
+    cache_control: CacheControl | None = None
+    """Prompt caching for panel and judge calls (sent where the endpoint is OpenRouter)."""
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -220,6 +234,8 @@ def _describe_one(error: ErrorDetails) -> str:
         parent = ".".join(loc[:-1])
         if parent.startswith("reasoning"):
             allowed = "effort, max_tokens"
+        elif parent.startswith("cache_control"):
+            allowed = "type, ttl"
         elif parent.startswith("tools"):
             allowed = "type, parameters"
         else:

@@ -32,6 +32,7 @@ from langchain_fusion.contract.errors import describe_error
 from langchain_fusion.contract.parameters import (
     MAX_PANEL,
     MIN_PANEL,
+    CacheControl,
     FusionParameterError,
     FusionParameters,
     ToolSpec,
@@ -189,6 +190,7 @@ def build_setup(
             temperature=params.temperature,
             max_tokens=_completion_limit(params, entry),
             reasoning=params.reasoning,
+            cache_control=_cache_control(params, model, backend),
         )
         answering, researching = _with_tools(configured, specs, local_tools, backend)
         run_name = f"panel:{label}"
@@ -257,6 +259,14 @@ def seat_labels(names: Sequence[str]) -> list[str]:
     return labels
 
 
+def _cache_control(
+    params: FusionParameters, model: BaseChatModel, backend: OpenAICompatibleBackend
+) -> CacheControl | None:
+    """The contract's `cache_control`, for models on an endpoint that knows it (OpenRouter,
+    whose server-side tools other servers do not run either)."""
+    return params.cache_control if runs_server_tools(model, backend) else None
+
+
 def _completion_limit(params: FusionParameters, entry: ModelLike) -> int | None:
     """`max_completion_tokens` for a model we resolved from a slug, or when set explicitly;
     a chat model instance you pass otherwise keeps its own limit."""
@@ -279,6 +289,7 @@ def _judge_seat(
         temperature=0.0,  # a repeatable analysis
         max_tokens=max_tokens,
         reasoning=params.reasoning,
+        cache_control=_cache_control(params, model, backend),
     )
     # The model run inside structured output is named too, so a trace reads `judge`.
     named = configured.model_copy(update={"name": run_name})

@@ -117,14 +117,8 @@ class ModelCatalog:
 
     def _build(self, deliberation: Deliberation, backend: OpenAICompatibleBackend) -> ChatFusion:
         defaults = deliberation.defaults
-        if deliberation.cache_control is not None and backend.runs_server_tools:
-            # The contract's `cache_control` reaches every call of this deliberation in the
-            # request body; only OpenRouter knows it, so other backends are not sent it.
-            settings = dict(backend.model_settings)
-            extra_body = dict(settings.get("extra_body") or {})
-            extra_body["cache_control"] = dict(deliberation.cache_control)
-            settings["extra_body"] = extra_body
-            backend = backend.model_copy(update={"model_settings": settings})
+        # `cache_control` is one of `parameters`: the panel and the judge get it, on
+        # OpenRouter (graph/setup.py).
         parameters = deliberation.parameters
         return defaults.cls(
             **defaults.settings,

@@ -150,26 +150,17 @@ def _objects(value: Any, name: str) -> list[dict[str, Any]]:
 
 def _parameters(data: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The contract's parameters (validated, only those set) and `cache_control`."""
-    cache_control = data.pop("cache_control", None)
-    if cache_control is not None:
-        valid = (
-            isinstance(cache_control, dict)
-            and cache_control.get("type") == "ephemeral"
-            and set(cache_control) <= {"type", "ttl"}
-            and cache_control.get("ttl", "5m") in ("5m", "1h")
-        )
-        if not valid:
-            raise invalid(
-                f'{where}.cache_control: expected {{"type": "ephemeral", "ttl"?: "5m" or "1h"}}',
-                f"{where}.cache_control",
-            )
     try:
         parameters = FusionParameters.from_json(data)
     except FusionParameterError as error:
         raise invalid(
             f"{where}: invalid fusion parameters: " + "; ".join(error.problems), where
         ) from None
-    return parameters.model_dump(exclude_unset=True), cache_control
+    cache_control = parameters.cache_control
+    return (
+        parameters.model_dump(exclude_unset=True),
+        cache_control.model_dump(exclude_none=True) if cache_control else None,
+    )
 
 
 # --- the server's defaults, per alias ----------------------------------------------------

@@ -15,7 +15,12 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from langchain_fusion.backends import ModelLike, OpenAICompatibleBackend
 from langchain_fusion.contract.errors import unknown_keywords
-from langchain_fusion.contract.parameters import FusionParameters, ReasoningConfig, ToolSpec
+from langchain_fusion.contract.parameters import (
+    CacheControl,
+    FusionParameters,
+    ReasoningConfig,
+    ToolSpec,
+)
 from langchain_fusion.contract.result import AnalysisLimits
 from langchain_fusion.graph.setup import FusionSetup, build_setup
 from langchain_fusion.limits import FusionLimits, limits_from
@@ -41,6 +46,8 @@ class FusionSettings(BaseModel):
     reasoning: ReasoningConfig | None = None
     tools: list[ToolSpec] | None = None
     """What panelists and the judge may use (the contract's `tools`); `[]` turns tools off."""
+    cache_control: CacheControl | None = None
+    """Prompt caching for panel and judge calls (on OpenRouter)."""
     backend: OpenAICompatibleBackend | None = None
     """Where slugs run; default OpenRouter from the environment."""
     analysis_limits: AnalysisLimits | None = None
@@ -88,7 +95,14 @@ class FusionSettings(BaseModel):
             data["analysis_models"] = slugs
         if isinstance(self.judge_model, str):
             data["model"] = self.judge_model
-        for name in ("preset", "max_tool_calls", "max_completion_tokens", "reasoning", "tools"):
+        for name in (
+            "preset",
+            "max_tool_calls",
+            "max_completion_tokens",
+            "reasoning",
+            "tools",
+            "cache_control",
+        ):
             value = getattr(self, name)
             if value is not None:
                 data[name] = value
