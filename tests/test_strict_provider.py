@@ -397,3 +397,17 @@ def test_an_agent_calling_the_fusion_tool_twice_in_one_message(
 
 def agent_model_run(agent: Any) -> Any:
     return agent.invoke({"messages": [HumanMessage(QUESTION)]})
+
+
+def test_chat_fusion_passes_every_fusion_field_to_its_tool(
+    scripted_server: ScriptedOpenAIServer,
+) -> None:
+    from langchain_fusion.tools import FusionSettings
+
+    llm = chat(scripted_server, anonymize_judge=True, cache_control={"type": "ephemeral"})
+    setup = llm._fusion.configuration
+    assert setup.anonymize_judge
+    assert setup.parameters.cache_control is not None
+    for name in FusionSettings.model_fields:
+        if name not in ("judge_model", "preset", "backend"):
+            assert getattr(llm._fusion, name) == getattr(llm, name), name

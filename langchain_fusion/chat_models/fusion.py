@@ -116,23 +116,18 @@ class ChatFusion(FusionSettings, BaseChatModel):
             timeout=self.timeout or DEFAULT_TIMEOUT,
             max_retries=self.max_retries,
         )
+        # Every fusion field reaches the tool as given; only these differ for the alias.
+        settings = {name: getattr(self, name) for name in FusionSettings.model_fields}
         self._fusion = FusionTool(
-            parameters=self.parameters,
-            analysis_models=self.analysis_models,
-            # The contract's default judge is the outer model.
-            judge_model=self.judge_model or self.outer_model,
-            preset=self.preset or FUSION_ALIASES[self.model_name],
-            max_tool_calls=self.max_tool_calls,
-            max_completion_tokens=self.max_completion_tokens,
-            reasoning=self.reasoning,
-            tools=self.tools,
-            backend=backend,
-            analysis_limits=self.analysis_limits,
-            research_tools=self.research_tools,
-            limits=self.fusion_limits(),
-            fallback_judge_model=self.fallback_judge_model,
-            temperature=self.panel_temperature,
-            max_invocations=self.max_invocations,
+            **{
+                **settings,
+                # The contract's default judge is the outer model.
+                "judge_model": self.judge_model or self.outer_model,
+                "preset": self.preset or FUSION_ALIASES[self.model_name],
+                "backend": backend,
+                "temperature": self.panel_temperature,
+                "max_invocations": self.max_invocations,
+            }
         )
         outer = self.outer_model or self.judge_model or self._fusion.configuration.parameters.judge
         self._outer = configure_inner_call(
