@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,9 @@ def test_named_and_anonymised_judges_are_two_arms(tmp_path: Path) -> None:
 
 
 def test_the_anonymised_judge_sees_a_seeded_shuffle_per_item() -> None:
-    def order(seed: int) -> list[bool]:
-        """Item by item: whether alpha's answer was shown to the judge before beta's."""
+    def order(seed: int) -> dict[str, bool]:
+        """Item by item: whether alpha's answer was shown to the judge before beta's (keyed
+        by the item's question: items run concurrently, in no fixed order)."""
         with ScriptedOpenAIServer(panel_scripts()) as server:
             run_eval(
                 items(),
@@ -69,11 +71,14 @@ def test_the_anonymised_judge_sees_a_seeded_shuffle_per_item() -> None:
             )
             prompts = [p for p in judge_prompts(server) if "alpha-model" not in p]
         assert len(prompts) == N
-        return [p.index("[alpha]") < p.index("[beta]") for p in prompts]
+        return {
+            re.search(r"Q\d+", p).group(0): p.index("[alpha]") < p.index("[beta]")  # type: ignore[union-attr]
+            for p in prompts
+        }
 
     first = order(1)
     assert order(1) == first  # repeatable
-    seen = first + order(2) + order(3)
+    seen = [*first.values(), *order(2).values(), *order(3).values()]
     assert True in seen  # shuffled, not a fixed relabelling
     assert False in seen
 
