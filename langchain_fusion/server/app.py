@@ -24,7 +24,7 @@ from langchain_fusion.chat_models import ChatFusion
 from langchain_fusion.server.catalog import DEFAULT_CAPACITY, ModelCatalog
 from langchain_fusion.server.chat_completions import chat_completions
 from langchain_fusion.server.errors import GatewayError, RedactingFilter
-from langchain_fusion.server.gateway import KEEPALIVE_S, MAX_BODY_BYTES, Gateway
+from langchain_fusion.server.gateway import KEEPALIVE_S, MAX_BODY_BYTES, ClientGone, Gateway
 from langchain_fusion.server.keys import KeyRing, ServerKey, key_from_secret
 from langchain_fusion.server.ledger import SpendLedger
 from langchain_fusion.server.policy import Policy
@@ -70,6 +70,8 @@ def create_app(
         async def endpoint(request: Request) -> Response:
             try:
                 return await handler(gateway, request)
+            except ClientGone:  # nobody to answer; the work was cancelled and settled
+                return Response(status_code=499)
             except GatewayError as error:
                 logger.info(
                     "%s %s -> %d: %s", request.method, request.url.path, error.status, error.message

@@ -26,16 +26,14 @@ from langchain_fusion.chat_models import FUSION_ALIASES, ChatFusion
 from langchain_fusion.graph.prompts import FUSION_TOOL_NAME
 from langchain_fusion.server import plain
 from langchain_fusion.server.chat_request import ChatCall, ChatCompletionRequest, prepare
-from langchain_fusion.server.errors import from_validation, upstream_failure
+from langchain_fusion.server.errors import from_validation
 from langchain_fusion.server.gateway import (
     SSE_HEADERS,
-    ClientGone,
     Gateway,
     KeepAlive,
-    unless_disconnected,
     with_keepalive,
 )
-from langchain_fusion.server.keys import Principal, secrets_of
+from langchain_fusion.server.keys import Principal
 from langchain_fusion.server.ledger import Reservation
 from langchain_fusion.server.meter import RunRecorder, Usage
 from langchain_fusion.server.rehydrate import server_tool_record
@@ -74,19 +72,14 @@ async def chat_completions(gateway: Gateway, request: Request) -> Response:
     if call.stream:
         stream = _sse(gateway, chat, call, recorder, reservation, principal, ident, created, outer)
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
-    try:
-        message = await unless_disconnected(
-            request,
-            chat.ainvoke(call.messages, {"callbacks": [recorder]}, stop=call.stop, **call.kwargs),
-        )
-    except ClientGone:
-        return Response(status_code=499)
-    except Exception as error:
-        failure = upstream_failure(error, secrets=secrets_of(principal))
-        logger.warning("chat completion failed (key %s): %s", principal.name, failure.message)
-        raise failure from None
-    finally:
-        await gateway.settle(reservation, recorder.spend())
+    message = await gateway.answer(
+        request,
+        chat.ainvoke(call.messages, {"callbacks": [recorder]}, stop=call.stop, **call.kwargs),
+        principal=principal,
+        reservation=reservation,
+        spend=lambda _: recorder.spend(),
+        what="chat completion",
+    )
     completion = _completion(message, recorder, ident, created, outer)
     logger.info(
         "chat.completions key=%s model=%s fusion_calls=%d tokens=%s",
@@ -201,11 +194,7 @@ async def _sse(
             if piece.text:
                 yield event(delta({"content": piece.text}))
     except Exception as error:
-        failure = upstream_failure(error, secrets=secrets_of(principal))
-        logger.warning(
-            "chat completion stream failed (key %s): %s", principal.name, failure.message
-        )
-        yield failure.sse()
+        yield gateway.failure(error, principal, "chat completion stream").sse()
         return
     finally:
         await gateway.settle(reservation, recorder.spend())

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -20,8 +20,8 @@ from starlette.requests import Request
 
 from langchain_fusion.graph.budget import BudgetEstimate
 from langchain_fusion.server.catalog import ModelCatalog
-from langchain_fusion.server.errors import GatewayError, invalid
-from langchain_fusion.server.keys import KeyRing, Principal
+from langchain_fusion.server.errors import GatewayError, invalid, upstream_failure
+from langchain_fusion.server.keys import KeyRing, Principal, secrets_of
 from langchain_fusion.server.ledger import Reservation, Spend, SpendLedger
 from langchain_fusion.server.policy import Policy, as_spend
 
@@ -113,6 +113,36 @@ class Gateway:
         return await anyio.to_thread.run_sync(self.ledger.reserve, key, as_spend(worst))
 
     # --- after it -----------------------------------------------------------------------
+
+    async def answer(
+        self,
+        request: Request,
+        work: Awaitable[_T],
+        *,
+        principal: Principal,
+        reservation: Reservation | None,
+        spend: Callable[[_T | None], Spend | None],
+        what: str,
+    ) -> _T:
+        """Await one request's upstream work: cancelled if the client leaves (`ClientGone`),
+        a failure in the hosted error shape, the spend settled whatever happens."""
+        result: _T | None = None
+        try:
+            result = await unless_disconnected(request, work)
+            return result
+        except ClientGone:
+            raise
+        except Exception as error:
+            raise self.failure(error, principal, what) from None
+        finally:
+            await self.settle(reservation, spend(result))
+
+    @staticmethod
+    def failure(error: BaseException, principal: Principal, what: str) -> GatewayError:
+        """An upstream failure as the client will see it (the caller's keys redacted), logged."""
+        failure = upstream_failure(error, secrets=secrets_of(principal))
+        logger.warning("%s failed (key %s): %s", what, principal.name, failure.message)
+        return failure
 
     async def settle(self, reservation: Reservation | None, spent: Spend | None) -> None:
         """Record what the run spent; runs to the end even when the request is cancelled."""

@@ -24,16 +24,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from langchain_fusion.graph.budget import BudgetEstimate, approximate_tokens
 from langchain_fusion.graph.prompts import FUSION_TOOL_NAME
-from langchain_fusion.server.errors import GatewayError, from_validation, upstream_failure
+from langchain_fusion.server.errors import GatewayError, from_validation
 from langchain_fusion.server.gateway import (
     SSE_HEADERS,
-    ClientGone,
     Gateway,
     KeepAlive,
-    unless_disconnected,
     with_keepalive,
 )
-from langchain_fusion.server.keys import Principal, secrets_of
+from langchain_fusion.server.keys import Principal
 from langchain_fusion.server.ledger import Reservation, Spend
 from langchain_fusion.server.meter import FusionCall, RunRecorder, Usage, message_spend
 from langchain_fusion.server.policy import ASSUMED_OUTPUT_TOKENS, plain_prompt_tokens
@@ -132,19 +130,14 @@ async def responses(gateway: Gateway, request: Request) -> Response:
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
-    final: BaseMessage | None = None
-    try:
-        final = await unless_disconnected(
-            request, run.runnable.ainvoke(call.messages, run.config, **run.kwargs)
-        )
-    except ClientGone:
-        return Response(status_code=499)
-    except Exception as error:
-        failure = upstream_failure(error, secrets=secrets_of(principal))
-        logger.warning("responses failed (key %s): %s", principal.name, failure.message)
-        raise failure from None
-    finally:
-        await gateway.settle(reservation, run.spend(final))
+    final = await gateway.answer(
+        request,
+        run.runnable.ainvoke(call.messages, run.config, **run.kwargs),
+        principal=principal,
+        reservation=reservation,
+        spend=run.spend,
+        what="responses",
+    )
     response["output"] = _output(run, final)
     finish(response, final, _usage(run, final).responses())
     logger.info("responses key=%s model=%s status=200", principal.name, response["model"])
@@ -206,9 +199,8 @@ async def _stream(gateway: Gateway, run: _Run, writer: ResponseWriter) -> AsyncI
         failure = (
             error
             if isinstance(error, GatewayError)
-            else upstream_failure(error, secrets=secrets_of(run.principal))
+            else gateway.failure(error, run.principal, "responses stream")
         )
-        logger.warning("responses stream failed (key %s): %s", run.principal.name, failure.message)
         for chunk in writer.failed(failure):
             yield chunk
         return
