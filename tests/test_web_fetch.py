@@ -33,6 +33,7 @@ from langchain_fusion.web import (
     parse_url,
     wrap_untrusted,
 )
+from langchain_fusion.web import fetch as fetch_module
 
 CLOSE = "</untrusted_web_content>"
 
@@ -198,14 +199,22 @@ def test_huge_page_is_cut_at_the_byte_limit_and_says_so(
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])
-async def test_huge_html_page_is_converted_from_its_head_quickly(
-    site: LoopbackSite, tool: WebFetchTool, asynchronous: bool
+async def test_huge_html_page_is_converted_from_its_head_only(
+    site: LoopbackSite, tool: WebFetchTool, asynchronous: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    started = time.monotonic()
+    # Converting all 2 MB takes seconds; the model reads 20,000 characters at most.
+    converted: list[int] = []
+
+    def converting(html: bytes, **kwargs: Any) -> tuple[str | None, str]:
+        converted.append(len(html))
+        return html_to_markdown(html, **kwargs)
+
+    monkeypatch.setattr(fetch_module, "html_to_markdown", converting)
     url = site.url("/huge.html")
     message = await acall(tool, url) if asynchronous else call(tool, url)
     assert message.status == "success", message.content
-    assert time.monotonic() - started < 4  # converting all 2 MB takes about 6 s
+    assert len(converted) == 1
+    assert converted[0] <= 500_000  # the head, not the 2 MB read
     assert message.artifact == [Source(url=url, title="Huge")]
     assert "The page was cut: it is larger than 2,000,000 bytes" in message.content
     assert "The text was cut at 20,000 characters." in message.content

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from langchain_core.tools import BaseTool
 
+from langchain_fusion.web.addresses import address_problem, check_addresses
 from langchain_fusion.web.content import (
     UNTRUSTED_PREAMBLE,
     UNTRUSTED_TAG,
@@ -29,8 +30,6 @@ from langchain_fusion.web.safety import (
     AllowList,
     Target,
     UnsafeURLError,
-    address_problem,
-    check_addresses,
     normalize_host,
     parse_ipv4_literal,
     parse_url,
