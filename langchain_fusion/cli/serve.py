@@ -77,12 +77,15 @@ def serve(
         ),
     ] = None,
     ledger: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--ledger",
             envvar="FUSION_SERVER_LEDGER",
-            help="SQLite file of the keys' spend (default, when a key has a cap: "
-            "./langchain-fusion-spend.sqlite3).",
+            metavar="PATH|URL",
+            help="Where the keys' spend is kept: a SQLite file for the workers of one machine "
+            "(default, when a key has a cap: ./langchain-fusion-spend.sqlite3), or "
+            "postgresql://user@host/db, one database for every machine (caps then hold "
+            "across them; pip install 'langchain-fusion[postgres]').",
             rich_help_panel=_KEYS,
         ),
     ] = None,
@@ -155,6 +158,7 @@ def serve(
     try:
         from langchain_fusion import server as fusion_server
         from langchain_fusion.server import keys as server_keys
+        from langchain_fusion.server import ledger as fusion_ledger
     except ImportError as error:  # starlette / uvicorn are an extra
         fail(err, f"{error}; install the server: pip install 'langchain-fusion[server]'")
         raise typer.Exit(EXIT_USAGE) from None
@@ -183,7 +187,7 @@ def serve(
             outer_model=outer_model,
             keys=keys,
             byok=byok,
-            ledger=str(ledger) if ledger else None,
+            ledger=ledger or None,
             allow_models=split_list(allow_models) or [],
             max_panel=max_panel,
             max_request_tokens=max_request_tokens,
@@ -200,7 +204,7 @@ def serve(
             local_server = start_local(stack, err)
         try:
             app = config.build(local=local_server)  # also checks the configuration
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, fusion_ledger.LedgerError) as error:
             fail(err, str(error))
             raise typer.Exit(EXIT_USAGE) from None
         if not keys and not byok and not fusion_server.is_loopback(host):
@@ -217,8 +221,8 @@ def serve(
             details = [f"{workers} workers"] if workers > 1 else []
             if keys:
                 details.append(f"{len(keys)} server key(s)")
-            if (path := config.ledger_path()) is not None:
-                details.append(f"spend ledger {path}")
+            if (target := config.ledger_target()) is not None:  # a password masked
+                details.append(f"spend ledger {fusion_ledger.describe_ledger(target)}")
             if byok:
                 details.append("callers pay with their own upstream key")
             if details:

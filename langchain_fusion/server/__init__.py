@@ -20,7 +20,8 @@ Example::
 
 Modules: `app` (routes), `chat_completions`, `responses_api` (+ `responses_events`,
 `responses_request`), `plain` (requests without fusion), `routing` (what a request asks
-for), `catalog` (the chat models, cached), `policy`, `keys`, `ledger`, `meter`,
+for), `catalog` (the chat models, cached), `policy`, `keys`, `ledger` (with its
+stores `ledger_sqlite` and `ledger_postgres`), `meter`,
 `rehydrate`, `gateway` (shared steps), `errors`, `models`, `config`, `running`.
 """
 

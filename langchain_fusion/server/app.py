@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -116,7 +117,8 @@ async def _key(gateway: Gateway, request: Request) -> Response:
     key: ServerKey | None = principal.key
     if key is None:
         raise GatewayError(404, "this server has no keys: there is no key to describe")
-    usage = gateway.ledger.usage(key.name) if gateway.ledger is not None else None
+    ledger = gateway.ledger  # a database read: off the event loop
+    usage = None if ledger is None else await anyio.to_thread.run_sync(ledger.usage, key.name)
     spent_usd = usage.spent_usd if usage else 0.0
     spent_tokens = usage.spent_tokens if usage else 0
     data = {

@@ -1,8 +1,9 @@
 """The server's configuration as data: what `langchain-fusion serve` was told, in a form
 that survives the trip to uvicorn's worker processes (JSON in an environment variable).
 
-It holds no secret: server keys are kept as digests, and the upstream key stays in
-`OPENROUTER_API_KEY`, which the workers inherit.
+It holds no secret of its own: server keys are kept as digests, and the upstream key stays
+in `OPENROUTER_API_KEY`, which the workers inherit. A PostgreSQL ledger's URL is kept as
+given: leave its password to libpq (`PGPASSWORD`, `~/.pgpass`) to keep it out of here too.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class ServerConfig(BaseModel):
     """The aliases' outer model (default: the judge)."""
     keys: list[ServerKey] = Field(default_factory=list)
     byok: bool = False
-    ledger: str | None = None
+    ledger: str | None = Field(default=None, repr=False)  # a URL may hold a password
+    """The spend ledger: a SQLite file's path, or a `postgresql://` URL."""
     allow_models: list[str] = Field(default_factory=list)
     max_panel: int | None = Field(default=None, ge=1)
     max_request_tokens: int | None = Field(default=None, ge=1)
@@ -59,16 +61,18 @@ class ServerConfig(BaseModel):
                 raise ValueError("a key with max_usd needs a price for each model (--prices)")
         return self
 
-    def ledger_path(self) -> Path | None:
-        """The spend ledger's file: given, or the default when some key has a cap."""
+    def ledger_target(self) -> str | Path | None:
+        """The spend ledger: the database URL or the file given, or the default file when
+        some key has a cap."""
         if self.ledger:
-            return Path(self.ledger).resolve()
+            return self.ledger if "://" in self.ledger else Path(self.ledger).resolve()
         if any(key.capped for key in self.keys):
             return Path(DEFAULT_LEDGER).resolve()
         return None
 
     def build(self, *, local: LocalModelServer | None = None) -> Starlette:
-        """The app (raises `ValueError` on an invalid configuration)."""
+        """The app (raises `ValueError` on an invalid configuration, `LedgerError` when the
+        ledger's database cannot be opened)."""
         settings: dict[str, Any] = {}
         if self.parameters:
             settings["parameters"] = FusionParameters.model_validate(self.parameters)
@@ -79,7 +83,7 @@ class ServerConfig(BaseModel):
             if local is not None
             else fusion_models(**settings)
         )
-        path = self.ledger_path()
+        target = self.ledger_target()
         return create_app(
             models,
             keys=KeyRing(self.keys, byok=self.byok),
@@ -90,7 +94,7 @@ class ServerConfig(BaseModel):
                 max_request_cost=self.max_request_cost,
                 prices=dict(self.prices),
             ),
-            ledger=SpendLedger(path) if path is not None else None,
+            ledger=SpendLedger(target) if target is not None else None,
             keepalive_s=self.keepalive_s,
         )
 

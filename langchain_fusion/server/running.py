@@ -75,6 +75,9 @@ def serve_workers(
             lifespan="off",
             ws="none",
             timeout_graceful_shutdown=5,
+            # A worker answers the supervisor only once it has imported the app (~4 s of
+            # LangChain imports, more on a busy machine); the default 5 s kills slow starters.
+            timeout_worker_healthcheck=30,
         )
         Multiprocess(config, sockets=[sock]).run()
     finally:
