@@ -10,12 +10,8 @@ its own. PostgreSQL refuses to run as root: as root, it runs as the system user
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import re
-import signal
 import subprocess
 import sys
 import threading
@@ -27,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from postgres_server import PASSWORD, QUOTED, ROLE, Postgres, running_postgres
+from test_server_support import CAPPED_REQUEST, PANEL, serve_command
 from typer.testing import CliRunner
 
 from langchain_fusion.cli import app
@@ -42,14 +39,7 @@ from langchain_fusion.server.ledger import (
 from langchain_fusion.testing import ModelScript, ScriptedOpenAIServer
 
 KEY = "sk-fusion-team-3333333333"
-PANEL = ["panel-a", "panel-b"]
-REQUEST = {
-    "model": "openrouter/fusion",
-    "messages": [{"role": "user", "content": "Is nuclear power part of a low-carbon grid?"}],
-    "tool_choice": "required",
-    "max_tokens": 50,
-    "tools": [{"type": "openrouter:fusion", "parameters": {"max_completion_tokens": 50}}],
-}
+REQUEST = CAPPED_REQUEST
 AUTH = {"authorization": f"Bearer {KEY}"}
 
 
@@ -451,36 +441,13 @@ def test_two_gateways_share_a_cap_through_the_database(
 # --- the command, and the password ------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _serving(upstream: ScriptedOpenAIServer, *args: str) -> Iterator[tuple[str, str]]:
-    """`langchain-fusion serve` on a free port: its base URL and its start-up lines."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "FUSION_"))}
-    env.update(OPENROUTER_BASE_URL=upstream.base_url, OPENROUTER_API_KEY="sk-or-test-upstream")
-    command = str(Path(sys.executable).with_name("langchain-fusion"))
-    process = subprocess.Popen(
-        [command, "serve", "--port", "0", "--models", ",".join(PANEL), "--no-tools", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert process.stderr is not None
-        lines = process.stderr.readline() + process.stderr.readline()
-        match = re.search(r"http://127\.0\.0\.1:\d+/v1", lines)
-        assert match, lines + process.stderr.read()
-        yield match.group(0), lines
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=20)
-
-
 def test_serve_takes_a_postgres_ledger_and_never_shows_its_password(
     postgres: Postgres, url: str, scripted_server: ScriptedOpenAIServer, tmp_path: Path
 ) -> None:
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps({"keys": [{"name": "team", "key": KEY, "max_tokens": 1}]}))
-    with _serving(scripted_server, "--keys-file", str(keys), "--ledger", url) as (base, lines):
+    args = ("--keys-file", str(keys), "--ledger", url)
+    with serve_command(scripted_server, *args, lines=2) as (base, lines):
         refused = _post(base)
         info = _key_info(base)
     assert f"spend ledger postgresql://{ROLE}:***@127.0.0.1:{postgres.port}/" in lines

@@ -10,10 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,43 +18,20 @@ from typing import Any
 
 import httpx
 import pytest
+from test_server_support import CAPPED_REQUEST, COMMAND, PANEL, serve_command
 
 from langchain_fusion.testing import ModelScript, ScriptedOpenAIServer
 
-COMMAND = str(Path(sys.executable).with_name("langchain-fusion"))
 KEY = "sk-fusion-team-2222222222"
-PANEL = ["panel-a", "panel-b"]
-REQUEST = {
-    "model": "openrouter/fusion",
-    "messages": [{"role": "user", "content": "Is nuclear power part of a low-carbon grid?"}],
-    "tool_choice": "required",
-    "max_tokens": 50,
-    "tools": [{"type": "openrouter:fusion", "parameters": {"max_completion_tokens": 50}}],
-}
 AUTH = {"authorization": f"Bearer {KEY}"}
+REQUEST = CAPPED_REQUEST
 
 
 @contextlib.contextmanager
 def serving(upstream: ScriptedOpenAIServer, *args: str) -> Iterator[str]:
-    """`langchain-fusion serve` on a free port; yields its base URL; stops it with Ctrl-C."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "FUSION_"))}
-    env.update(OPENROUTER_BASE_URL=upstream.base_url, OPENROUTER_API_KEY="sk-or-test-upstream")
-    process = subprocess.Popen(
-        [COMMAND, "serve", "--port", "0", "--models", ",".join(PANEL), "--no-tools", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert process.stderr is not None
-        line = process.stderr.readline()
-        match = re.search(r"http://127\.0\.0\.1:\d+/v1", line)
-        assert match, line + process.stderr.read()
-        yield match.group(0)
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=20)
+    """`langchain-fusion serve` on a free port; yields its base URL."""
+    with serve_command(upstream, *args) as (url, _):
+        yield url
 
 
 def _keys_file(tmp_path: Path, max_tokens: int) -> Path:

@@ -8,9 +8,16 @@ outer model; an alias answers with the preset's judge), which the tests rely on.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -132,3 +139,42 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
 
 def tool_names(request: RecordedRequest) -> list[str]:
     return [tool["function"]["name"] for tool in request.body.get("tools") or []]
+
+
+# --- `langchain-fusion serve` as a process ------------------------------------------------
+
+COMMAND = str(Path(sys.executable).with_name("langchain-fusion"))
+CAPPED_REQUEST: dict[str, Any] = {
+    "model": "openrouter/fusion",
+    "messages": [{"role": "user", "content": "Is nuclear power part of a low-carbon grid?"}],
+    "tool_choice": "required",
+    "max_tokens": 50,
+    "tools": [{"type": "openrouter:fusion", "parameters": {"max_completion_tokens": 50}}],
+}
+"""A fusion request with small output limits: its worst case fits a modest spend cap."""
+
+
+@contextlib.contextmanager
+def serve_command(
+    upstream: ScriptedOpenAIServer, *args: str, lines: int = 1
+) -> Iterator[tuple[str, str]]:
+    """`langchain-fusion serve` on a free port, on `upstream`: its base URL and its first
+    `lines` start-up lines (stderr); stopped with Ctrl-C."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "FUSION_"))}
+    env.update(OPENROUTER_BASE_URL=upstream.base_url, OPENROUTER_API_KEY="sk-or-test-upstream")
+    process = subprocess.Popen(
+        [COMMAND, "serve", "--port", "0", "--models", ",".join(PANEL), "--no-tools", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stderr is not None
+        said = "".join(process.stderr.readline() for _ in range(lines))
+        match = re.search(r"http://127\.0\.0\.1:\d+/v1", said)
+        assert match, said + process.stderr.read()
+        yield match.group(0), said
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
