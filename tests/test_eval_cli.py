@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from click.testing import Result
 from typer.testing import CliRunner
 
 from langchain_fusion.eval.cli import register
@@ -41,28 +42,22 @@ def data(tmp_path: Path) -> Path:
     return write_items(tmp_path / "data.jsonl")
 
 
+def run_eval(server: ScriptedOpenAIServer, data: Path, out: Path, *arguments: str) -> Result:
+    """`langchain-fusion eval` on `data` against the scripted `server`, LangSmith off."""
+    return CliRunner().invoke(
+        make_app(),
+        [
+            *("eval", "--data", str(data), "--out", str(out)),
+            *("--base-url", server.base_url, "--no-langsmith", *arguments),
+        ],
+        env={"OPENROUTER_API_KEY": "test"},
+    )
+
+
 def test_eval_command_runs_and_reports(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     with ScriptedOpenAIServer(scripts()) as server:
-        result = CliRunner().invoke(
-            make_app(),
-            [
-                "eval",
-                "--data",
-                str(data),
-                "--models",
-                "a,b,c",
-                "--judge",
-                "j",
-                "--out",
-                str(out),
-                "--base-url",
-                server.base_url,
-                "--no-tools",
-                "--no-langsmith",
-            ],
-            env={"OPENROUTER_API_KEY": "test"},
-        )
+        result = run_eval(server, data, out, "--models", "a,b,c", "--judge", "j", "--no-tools")
     assert result.exit_code == 0, result.output
     assert "fusion" in result.stdout
     assert "self-fusion:a" in result.stdout
@@ -86,33 +81,10 @@ def test_eval_command_runs_and_reports(data: Path, tmp_path: Path) -> None:
 
 def test_limit_sample_and_arms(data: Path, tmp_path: Path) -> None:
     with ScriptedOpenAIServer(scripts()) as server:
-        result = CliRunner().invoke(
-            make_app(),
-            [
-                "eval",
-                "--data",
-                str(data),
-                "--models",
-                "a,b",
-                "--out",
-                str(tmp_path / "o"),
-                "--base-url",
-                server.base_url,
-                "--no-tools",
-                "--no-langsmith",
-                "--arms",
-                "single",
-                "--sample",
-                "5",
-                "--seed",
-                "3",
-                "--limit",
-                "2",
-                "--grader",
-                "normalized",
-            ],
-            env={"OPENROUTER_API_KEY": "test"},
-        )
+        result = run_eval(
+            server, data, tmp_path / "o", "--models", "a,b", "--no-tools", "--arms", "single",
+            "--sample", "5", "--seed", "3", "--limit", "2", "--grader", "normalized",
+        )  # fmt: skip
         assert result.exit_code == 0, result.output
         assert len(server.requests) == 2 * 2
     report = json.loads((tmp_path / "o" / "results.json").read_text())
@@ -135,24 +107,8 @@ def test_bad_input_is_refused_before_any_call(
     data: Path, tmp_path: Path, arguments: list[str], message: str
 ) -> None:
     with ScriptedOpenAIServer(scripts()) as server:
-        result = CliRunner().invoke(
-            make_app(),
-            [
-                "eval",
-                "--data",
-                str(data),
-                "--models",
-                "a,b",
-                "--judge",
-                "j",
-                "--out",
-                str(tmp_path / "o"),
-                "--base-url",
-                server.base_url,
-                "--no-langsmith",
-                *arguments,
-            ],
-            env={"OPENROUTER_API_KEY": "test"},
+        result = run_eval(
+            server, data, tmp_path / "o", "--models", "a,b", "--judge", "j", *arguments
         )
         assert server.requests == []
     assert result.exit_code == 2
@@ -191,30 +147,10 @@ def test_max_cost_refusal_names_the_estimate(data: Path, tmp_path: Path) -> None
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({m: {"prompt": 1e-6, "completion": 2e-6} for m in "abcj"}))
     with ScriptedOpenAIServer(scripts()) as server:
-        result = CliRunner().invoke(
-            make_app(),
-            [
-                "eval",
-                "--data",
-                str(data),
-                "--models",
-                "a,b",
-                "--judge",
-                "j",
-                "--out",
-                str(tmp_path / "o"),
-                "--base-url",
-                server.base_url,
-                "--no-langsmith",
-                "--max-cost",
-                "0.001",
-                "--prices",
-                str(prices),
-                "--max-completion-tokens",
-                "200",
-            ],
-            env={"OPENROUTER_API_KEY": "test"},
-        )
+        result = run_eval(
+            server, data, tmp_path / "o", "--models", "a,b", "--judge", "j",
+            "--max-cost", "0.001", "--prices", str(prices), "--max-completion-tokens", "200",
+        )  # fmt: skip
         assert server.requests == []
     assert result.exit_code == 2
     text = " ".join(result.output.split())
