@@ -1,5 +1,6 @@
-"""LangSmith: a dataset read by name, and each arm recorded as an experiment on it, against
-a loopback stand-in of the LangSmith API (the real `langsmith` client; never the internet)."""
+"""LangSmith: a dataset read by name (or other data uploaded as one), and each arm recorded
+as an experiment on it, against a loopback stand-in of the LangSmith API (the real
+`langsmith` client; never the internet)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from langsmith import Client
 
-from langchain_fusion.eval import EvalConfig, load_langsmith, run_eval
+from langchain_fusion.eval import EvalConfig, EvalItem, load_jsonl, load_langsmith, run_eval
 from langchain_fusion.testing import ScriptedOpenAIServer
 from tests.test_eval_run import CORRECT, config, scripts
 
@@ -33,14 +36,29 @@ EXAMPLES = [
 ]
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
 class StandIn(ThreadingHTTPServer):
-    """Just enough of LangSmith for reading a dataset and posting runs and feedback."""
+    """Just enough of LangSmith for reading and creating datasets and examples, and posting
+    runs and feedback. Like the real API, a dataset name or an example id is taken once:
+    creating it again is a 409 conflict."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.log: list[tuple[str, str, Any]] = []
         self.lock = threading.Lock()
         self.refuse = False  # answer every write with 403
+        self.datasets: dict[str, dict[str, Any]] = {
+            DATASET_ID: {
+                "id": DATASET_ID,
+                "name": "sums",
+                "tenant_id": TENANT,
+                "created_at": "2025-01-01T00:00:00Z",
+            }
+        }
+        self.examples: dict[str, dict[str, Any]] = {e["id"]: dict(e) for e in EXAMPLES}
 
     @property
     def url(self) -> str:
@@ -104,23 +122,23 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
         elif path == "/datasets":
-            found = query.get("name") == ["sums"]
-            self._reply(
-                200,
-                [
-                    {
-                        "id": DATASET_ID,
-                        "name": "sums",
-                        "tenant_id": TENANT,
-                        "created_at": "2025-01-01T00:00:00Z",
-                    }
-                ]
-                if found
-                else [],
-            )
+            names = query.get("name")
+            with self.server.lock:
+                datasets = list(self.server.datasets.values())
+            found = [d for d in datasets if not names or d["name"] in names]
+            limit = int(query.get("limit", ["100"])[0])
+            self._reply(200, found[:limit])
         elif path == "/examples":
             offset = int(query.get("offset", ["0"])[0])
-            self._reply(200, EXAMPLES if offset == 0 else [])
+            limit = int(query.get("limit", ["100"])[0])
+            datasets, ids = query.get("dataset"), query.get("id")
+            with self.server.lock:
+                found = [
+                    e
+                    for e in self.server.examples.values()
+                    if (not datasets or e["dataset_id"] in datasets) and (not ids or e["id"] in ids)
+                ]
+            self._reply(200, found[offset : offset + limit])
         else:
             self._reply(404, {"detail": "not in the stand-in"})
 
@@ -130,8 +148,55 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(403, {"detail": "forbidden"})
         elif path == "/sessions":
             self._reply(200, {**body, "tenant_id": TENANT, "start_time": "2025-01-01T00:00:00Z"})
+        elif path == "/datasets":
+            self._create_dataset(body)
+        elif path == "/examples/bulk":
+            self._create_examples(body)
         else:
             self._reply(202 if path.startswith("/runs") else 200, {})
+
+    def _create_dataset(self, body: dict[str, Any]) -> None:
+        with self.server.lock:
+            if any(d["name"] == body["name"] for d in self.server.datasets.values()):
+                self._reply(409, {"detail": "Dataset with this name already exists."})
+                return
+            dataset = {
+                "id": str(uuid.uuid4()),
+                "name": body["name"],
+                "description": body.get("description"),
+                "data_type": body.get("data_type", "kv"),
+                "tenant_id": TENANT,
+                "created_at": _now(),
+                "modified_at": _now(),
+                "example_count": 0,
+                "session_count": 0,
+            }
+            self.server.datasets[dataset["id"]] = dataset
+        self._reply(200, dataset)
+
+    def _create_examples(self, body: list[dict[str, Any]]) -> None:
+        with self.server.lock:
+            ids = [str(e.get("id") or uuid.uuid4()) for e in body]
+            if len(set(ids)) < len(ids) or any(i in self.server.examples for i in ids):
+                self._reply(409, {"detail": "Example with this id already exists."})
+                return
+            if any(e["dataset_id"] not in self.server.datasets for e in body):
+                self._reply(404, {"detail": "Dataset not found"})
+                return
+            created = [
+                {
+                    "id": i,
+                    "dataset_id": e["dataset_id"],
+                    "inputs": e.get("inputs") or {},
+                    "outputs": e.get("outputs"),
+                    "metadata": e.get("metadata"),
+                    "created_at": e.get("created_at") or _now(),
+                    "modified_at": _now(),
+                }
+                for i, e in zip(ids, body, strict=True)
+            ]
+            self.server.examples.update({e["id"]: e for e in created})
+        self._reply(200, created)
 
     def do_PATCH(self) -> None:
         self._record()
@@ -230,3 +295,106 @@ def test_a_langsmith_failure_never_stops_the_evaluation(
     assert report.complete
     assert report.arm("single:a").correct == 2
     assert "LangSmith experiments not recorded" in caplog.text
+
+
+def _jsonl_items(path: Path, count: int) -> list[EvalItem]:
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "question": f"Q{i}: what is {i} plus {i}?", "answer": 2 * i})
+            + "\n"
+            for i in range(count)
+        )
+    )
+    return load_jsonl(path)
+
+
+def _posted_examples(api: StandIn) -> list[dict[str, Any]]:
+    return [example for batch in api.bodies("POST", "/examples/bulk") for example in batch]
+
+
+def test_other_data_is_uploaded_as_a_dataset_the_arms_are_experiments_on(
+    langsmith_api: StandIn, tmp_path: Path
+) -> None:
+    client = Client(api_url=langsmith_api.url, api_key=KEY)
+    items = _jsonl_items(tmp_path / "data.jsonl", 3)
+    assert all(item.example_id is None for item in items)
+    out = tmp_path / "out"
+    with ScriptedOpenAIServer(scripts()) as server:
+        settings = config(
+            server,
+            models=["a", "b"],
+            arms=["single", "fusion"],
+            out_dir=out,
+            langsmith_client=client,
+        )
+        run_eval(items, settings)
+    client.flush()
+    prefix = json.loads((out / "manifest.json").read_text())["experiment_prefix"]
+
+    created = langsmith_api.bodies("POST", "/datasets")
+    assert [d["name"] for d in created] == [f"{prefix}:data"]
+    (dataset,) = [d for d in langsmith_api.datasets.values() if d["name"] == f"{prefix}:data"]
+
+    posted = _posted_examples(langsmith_api)
+    assert len(posted) == len(items)
+    example_of = {}  # question -> example id
+    for item, example in zip(items, posted, strict=True):
+        assert example["dataset_id"] == dataset["id"]
+        assert example["inputs"] == {"question": item.question}
+        assert example["outputs"] == {"answer": item.reference}
+        assert example["metadata"]["item_id"] == item.id
+        example_of[item.question] = example["id"]
+    assert len(set(example_of.values())) == len(items)
+
+    sessions = langsmith_api.bodies("POST", "/sessions")
+    assert sorted(s["name"] for s in sessions) == sorted(
+        [f"{prefix}:single:a", f"{prefix}:single:b", f"{prefix}:fusion"]
+    )
+    assert all(s["reference_dataset_id"] == dataset["id"] for s in sessions)
+
+    roots = [r for r in langsmith_api.runs().values() if not r.get("parent_run_id")]
+    assert len(roots) == 3 * len(items)
+    for root in roots:
+        assert root["session_name"] == f"{prefix}:{root['name']}"
+        assert root["reference_example_id"] == example_of[root["inputs"]["question"]]
+    by_id = {r["id"]: r for r in roots}
+    feedback = langsmith_api.bodies("POST", "/feedback")
+    assert len(feedback) == 3 * len(items)
+    for entry in feedback:
+        run = by_id[entry["run_id"]]
+        index = int(run["inputs"]["question"][1])
+        model = {"single:a": "a", "single:b": "b", "fusion": "j"}[run["name"]]
+        assert entry["key"] == "correct"
+        assert entry["score"] == int(index in CORRECT[model])
+
+
+def test_a_resumed_run_reuses_its_dataset_and_examples(
+    langsmith_api: StandIn, tmp_path: Path
+) -> None:
+    client = Client(api_url=langsmith_api.url, api_key=KEY)
+    out = tmp_path / "out"
+    uploads = []
+    with ScriptedOpenAIServer(scripts()) as server:
+        settings = config(
+            server, models=["a"], arms=["single"], out_dir=out, langsmith_client=client
+        )
+        for count in (2, 3, 3):  # a run, resumed with one more item, resumed again
+            run_eval(_jsonl_items(tmp_path / "data.jsonl", count), settings)
+            client.flush()
+            uploads.append(len(_posted_examples(langsmith_api)))
+    prefix = json.loads((out / "manifest.json").read_text())["experiment_prefix"]
+
+    assert [d["name"] for d in langsmith_api.bodies("POST", "/datasets")] == [f"{prefix}:data"]
+    (dataset,) = [d for d in langsmith_api.datasets.values() if d["name"] == f"{prefix}:data"]
+    assert uploads == [2, 3, 3]  # only the new item is sent; nothing on the last resumption
+    posted = _posted_examples(langsmith_api)
+    assert len({e["id"] for e in posted}) == len(posted) == 3
+    example_of = {e["inputs"]["question"]: e["id"] for e in posted}
+
+    sessions = langsmith_api.bodies("POST", "/sessions")
+    assert [s["name"] for s in sessions] == [f"{prefix}:single:a"] * 3
+    assert all(s["reference_dataset_id"] == dataset["id"] for s in sessions)
+    roots = [r for r in langsmith_api.runs().values() if not r.get("parent_run_id")]
+    assert len(roots) == 3  # the stored answers are not asked again
+    for root in roots:
+        assert root["reference_example_id"] == example_of[root["inputs"]["question"]]

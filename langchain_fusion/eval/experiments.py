@@ -1,9 +1,11 @@
 """LangSmith: each arm recorded as an experiment (a project whose runs point at the
-dataset's examples, with a `correct` feedback score per run)."""
+dataset's examples, with a `correct` feedback score per run). Data that is not a LangSmith
+dataset is uploaded as one first, so every evaluation can be compared in LangSmith's UI."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,6 +13,9 @@ from langchain_core.tracers import LangChainTracer
 
 from langchain_fusion.eval.arms import ArmSpec
 from langchain_fusion.eval.items import EvalItem
+
+EXAMPLE_NAMESPACE = uuid.UUID("6f1c0b8e-3a52-5d0e-9c1b-7e4f2a9d8c31")
+"""Namespace of the uploaded examples' ids: `uuid5(EXAMPLE_NAMESPACE, "<prefix>:<item id>")`."""
 
 
 def langsmith_configured() -> bool:
@@ -21,9 +26,11 @@ def langsmith_configured() -> bool:
 class Experiments:
     """Where the runs of each arm go: `<prefix>:<arm>`, one LangSmith project per arm.
 
-    With a LangSmith dataset (`dataset_name`), each project is an experiment on it and each
-    run names its example; with other data the projects hold the same runs and scores,
-    without a dataset to compare against in LangSmith's UI.
+    Each project is an experiment on a dataset and each run names its example. With a
+    LangSmith dataset (`dataset_name`), that dataset and its examples; with other data, the
+    items uploaded as the dataset `<prefix>:data`, one example per item whose id derives
+    from the prefix and the item's id, so a resumed run (same prefix) finds its dataset and
+    examples again and uploads only those missing.
     """
 
     def __init__(
@@ -40,6 +47,8 @@ class Experiments:
         self.metadata = dict(metadata or {})
         self.dataset_id: str | None = None
         self.project_ids: dict[str, str] = {}
+        self.example_ids: dict[str, str] = {}
+        """Item id -> LangSmith example id."""
 
     @classmethod
     def from_env(
@@ -54,11 +63,23 @@ class Experiments:
         """The project (experiment) name of an arm."""
         return f"{self.prefix}:{arm}"
 
-    def start(self, arms: Sequence[ArmSpec]) -> None:
-        """Create (or, resuming, reuse) one project per arm: an experiment on the dataset
-        when there is one."""
+    @property
+    def data_name(self) -> str:
+        """The name of the dataset the items are uploaded as, when they come from elsewhere."""
+        return f"{self.prefix}:data"
+
+    def example_id(self, item: EvalItem) -> str:
+        """The id of an item's uploaded example: the same for the same run and item."""
+        return str(uuid.uuid5(EXAMPLE_NAMESPACE, f"{self.prefix}:{item.id}"))
+
+    def start(self, arms: Sequence[ArmSpec], items: Sequence[EvalItem] = ()) -> None:
+        """Create (or, resuming, reuse) one project per arm, an experiment on the dataset:
+        the LangSmith dataset read by name, or else `items` uploaded as one."""
         if self.dataset_name is not None:
             self.dataset_id = str(self.client.read_dataset(dataset_name=self.dataset_name).id)
+            self.example_ids = {i.id: i.example_id for i in items if i.example_id is not None}
+        elif items:
+            self.dataset_id = self._upload(items)
         for arm in arms:
             session = self.client.create_project(
                 self.project(arm.name),
@@ -73,11 +94,40 @@ class Experiments:
             )
             self.project_ids[arm.name] = str(session.id)
 
+    def _upload(self, items: Sequence[EvalItem]) -> str:
+        """The dataset `<prefix>:data` (created, or read when resuming) holding one example
+        per item; returns its id. Examples already there are not sent again."""
+        name = self.data_name
+        present: set[str] = set()
+        if self.client.has_dataset(dataset_name=name):
+            dataset = self.client.read_dataset(dataset_name=name)
+            present = {str(e.id) for e in self.client.list_examples(dataset_id=dataset.id)}
+        else:
+            dataset = self.client.create_dataset(
+                name,
+                description="Items of a langchain-fusion evaluation; one experiment per arm.",
+                metadata=self.metadata,
+            )
+        self.example_ids = {item.id: self.example_id(item) for item in items}
+        missing = {
+            self.example_ids[item.id]: {
+                "id": self.example_ids[item.id],
+                "inputs": {"question": item.question},
+                "reference_outputs": {"answer": item.reference},
+                "metadata": {**item.fields, "item_id": item.id},
+            }
+            for item in items
+            if self.example_ids[item.id] not in present
+        }
+        if missing:
+            self.client.create_examples(dataset_id=dataset.id, examples=list(missing.values()))
+        return str(dataset.id)
+
     def tracer(self, arm: str, item: EvalItem) -> LangChainTracer:
         """The tracer for one (arm, item): its root run is the arm's answer."""
         return LangChainTracer(
             project_name=self.project(arm),
-            example_id=item.example_id if self.dataset_id is not None else None,
+            example_id=self.example_ids.get(item.id) if self.dataset_id is not None else None,
             client=self.client,
             tags=["fusion-eval"],
         )

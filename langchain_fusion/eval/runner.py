@@ -156,7 +156,7 @@ async def arun_eval(items: Sequence[EvalItem], config: EvalConfig) -> EvalReport
             store.append(record)
             done[(record.arm, record.item)] = record
 
-    experiments = _experiments(config, out_dir, plan)
+    experiments = _experiments(config, out_dir, plan, items)
     runners = {
         arm.name: ArmRunner(
             arm,
@@ -234,7 +234,9 @@ async def arun_eval(items: Sequence[EvalItem], config: EvalConfig) -> EvalReport
     return report
 
 
-def _experiments(config: EvalConfig, out_dir: Path | None, plan: _Plan) -> Experiments | None:
+def _experiments(
+    config: EvalConfig, out_dir: Path | None, plan: _Plan, items: Sequence[EvalItem]
+) -> Experiments | None:
     enabled = config.langsmith if config.langsmith is not None else langsmith_configured()
     if not enabled:
         return None
@@ -252,7 +254,7 @@ def _experiments(config: EvalConfig, out_dir: Path | None, plan: _Plan) -> Exper
             prefix, dataset_name=config.langsmith_dataset, metadata=metadata
         )
     try:
-        experiments.start(plan.arms)
+        experiments.start(plan.arms, items)
     except Exception as error:  # LangSmith is a record of the run, never a reason to stop it
         logger.warning("LangSmith experiments not recorded: %s", error)
         return None
