@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from test_server_support import WEATHER_TOOL
 
 from langchain_fusion.server import FUSION_MODELS, FusionServer, create_app, fusion_models
 from langchain_fusion.testing import ModelScript, RecordedRequest, ScriptedOpenAIServer
@@ -24,18 +25,6 @@ JUDGE = "judge-j"
 OUTER = "outer-o"
 CONCRETE = "anthropic/claude-opus-4.5"
 QUESTION = "Is nuclear power part of a low-carbon grid?"
-WEATHER_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the weather for a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 MISSING = object()
 CALLS_WEATHER = ModelScript(
     tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}],
