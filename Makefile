@@ -16,7 +16,7 @@ export UV_PYTHON := $(PYTHON)
 SYNC := $(UV) sync --locked --all-extras
 RUN := $(UV) run --locked --all-extras --no-sync
 
-.PHONY: install demo test lint typecheck pytest format clean bench lock test-latest test-lowest
+.PHONY: install demo test test-all lint typecheck pytest format clean bench lock test-latest test-lowest
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -42,6 +42,12 @@ typecheck: $(UV)
 
 pytest: $(UV)
 	$(RUN) python -m pytest $(PYTEST_ARGS)
+
+## Everything `make test` leaves out: the whole HumanEval set (`full`) and the embedded
+## model's notebook, on top of the whole suite (~10 min on 2 cores).
+test-all: install
+	$(MAKE) --no-print-directory lint typecheck
+	FUSION_NOTEBOOK_LOCAL=1 $(RUN) python -m pytest -m "" $(PYTEST_ARGS)
 
 ## Benchmarks against the physical limit and bare code (~4 min; BENCH_ARGS=--no-local).
 bench: install

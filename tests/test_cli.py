@@ -29,7 +29,9 @@ import pytest
 from typer.testing import CliRunner
 
 from langchain_fusion.cli import app
+from langchain_fusion.local import LOCAL_MODEL_NAME
 from langchain_fusion.testing import ModelScript, ScriptedOpenAIServer
+from tests.local_stand_in import scripted_local_model  # noqa: F401 (a fixture)
 
 COMMAND = str(Path(sys.executable).with_name("langchain-fusion"))
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -259,16 +261,23 @@ def test_live_progress_is_drawn_on_a_terminal(scripted_server: ScriptedOpenAISer
     assert "Usage" in plain
 
 
-@pytest.mark.local_model
-def test_without_a_key_it_runs_offline_on_the_embedded_model() -> None:
-    done = run_cli("--json", "Name a prime number.")
-    assert done.returncode == 0, done.stderr
+def test_without_a_key_it_runs_offline_on_the_embedded_model(
+    scripted_local_model: ScriptedOpenAIServer,
+) -> None:
+    # The embedded model's server is stood in for (tests/local_stand_in.py): what is
+    # checked is the offline wiring; test_local_model.py runs the real SmolLM2.
+    done = invoke("--json", "Name a prime number.")
+    assert done.exit_code == 0, done.output
     assert "Running offline on the embedded SmolLM2" in done.stderr
     assert "no OPENROUTER_API_KEY set" in done.stderr
     data = json.loads(done.stdout)
     assert data["status"] == "ok"
     assert len(data["responses"]) == 3
     assert data["answer"].strip()
+    panel = [r for r in scripted_local_model.requests if r.body.get("seed") is not None]
+    assert sorted(r.body["seed"] for r in panel) == [0, 1, 2]  # three seats, three seeds
+    assert {r.model for r in scripted_local_model.requests} == {LOCAL_MODEL_NAME}
+    assert all(r.body["frequency_penalty"] == 0.5 for r in scripted_local_model.requests)
 
 
 # --- input checks, in-process ---------------------------------------------------------------

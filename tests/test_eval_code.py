@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import sys
 import threading
@@ -89,9 +90,17 @@ def test_humaneval_has_164_problems_graded_as_code(humaneval: list[EvalItem]) ->
     assert default_grader(humaneval) == "code"
 
 
-async def test_every_canonical_solution_passes_and_a_broken_variant_of_each_fails(
-    humaneval: list[EvalItem],
-) -> None:
+SAMPLE = 16
+"""HumanEval problems graded by default (seeded); `-m full` (`make test-all`) grades all."""
+
+
+def sample(items: list[EvalItem], k: int = SAMPLE, seed: int = 20) -> list[EvalItem]:
+    """A repeatable sample; the first problem is always in it."""
+    rest = random.Random(seed).sample(items[1:], k - 1)
+    return [items[0], *sorted(rest, key=lambda item: int(item.id.split("/")[1]))]
+
+
+async def assert_canonical_passes_and_broken_fails(items: list[EvalItem]) -> None:
     grader = CodeGrader(timeout=10, concurrency=4)
 
     def broken(item: EvalItem) -> str:
@@ -102,9 +111,9 @@ async def test_every_canonical_solution_passes_and_a_broken_variant_of_each_fail
         )
 
     canonical = await asyncio.gather(
-        *(grader.grade(item, item.fields["canonical_solution"]) for item in humaneval)
+        *(grader.grade(item, item.fields["canonical_solution"]) for item in items)
     )
-    failed = [item.id for item, g in zip(humaneval, canonical, strict=True) if not g.correct]
+    failed = [item.id for item, g in zip(items, canonical, strict=True) if not g.correct]
     assert failed == []
     as_chat = await asyncio.gather(
         *(
@@ -115,13 +124,29 @@ async def test_every_canonical_solution_passes_and_a_broken_variant_of_each_fail
                 + item.fields["canonical_solution"]
                 + "```\nDone.",
             )
-            for item in humaneval
+            for item in items
         )
     )
     assert all(g.correct for g in as_chat)
-    wrong = await asyncio.gather(*(grader.grade(item, broken(item)) for item in humaneval))
-    passed = [item.id for item, g in zip(humaneval, wrong, strict=True) if g.correct]
+    wrong = await asyncio.gather(*(grader.grade(item, broken(item)) for item in items))
+    passed = [item.id for item, g in zip(items, wrong, strict=True) if g.correct]
     assert passed == []
+
+
+async def test_a_seeded_sample_of_canonical_solutions_pass_and_broken_variants_fail(
+    humaneval: list[EvalItem],
+) -> None:
+    chosen = sample(humaneval)
+    assert len({item.id for item in chosen}) == SAMPLE
+    assert [item.id for item in chosen] == [item.id for item in sample(humaneval)]  # seeded
+    await assert_canonical_passes_and_broken_fails(chosen)
+
+
+@pytest.mark.full
+async def test_every_canonical_solution_passes_and_a_broken_variant_of_each_fails(
+    humaneval: list[EvalItem],
+) -> None:
+    await assert_canonical_passes_and_broken_fails(humaneval)
 
 
 def test_extracting_code_and_building_the_program() -> None:

@@ -1,19 +1,22 @@
-"""End to end on the embedded SmolLM2: three items, every arm that applies, the plot."""
+"""`eval --local`: three items, every arm that applies, the plot, on the embedded model's
+wiring (its server stood in for by the scripted server: tests/local_stand_in.py)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
+from langchain_fusion.local import LOCAL_MODEL_NAME
+from langchain_fusion.testing import ScriptedOpenAIServer
+from tests.local_stand_in import scripted_local_model  # noqa: F401 (a fixture)
 from tests.test_eval_cli import make_app
 
-pytestmark = [pytest.mark.local_model, pytest.mark.timeout(900)]
 
-
-def test_a_tiny_local_run_writes_the_report_and_the_plot(tmp_path: Path) -> None:
+def test_a_tiny_local_run_writes_the_report_and_the_plot(
+    tmp_path: Path, scripted_local_model: ScriptedOpenAIServer
+) -> None:
     data = tmp_path / "data.jsonl"
     data.write_text(
         "".join(
@@ -42,8 +45,13 @@ def test_a_tiny_local_run_writes_the_report_and_the_plot(tmp_path: Path) -> None
             "--arms",
             "single,fusion,vote",
         ],
+        env={"OPENROUTER_API_KEY": None, "OPENROUTER_BASE_URL": None},
     )
     assert result.exit_code == 0, result.output
+    requests = scripted_local_model.requests
+    assert requests
+    assert {r.model for r in requests} == {LOCAL_MODEL_NAME}
+    assert all(r.body["frequency_penalty"] == 0.5 for r in requests)  # the local settings
     report = json.loads((out / "results.json").read_text())
     names = [arm["name"] for arm in report["arms"]]
     assert names == ["single:smollm2-135m-instruct", "fusion", "vote"]

@@ -233,13 +233,16 @@ def test_a_failing_panelist_is_an_error_and_a_wrong_answer_not_a_crash() -> None
 
 
 def test_instructions_reach_every_arm_as_a_system_message(server: ScriptedOpenAIServer) -> None:
-    run_eval(items()[:1], config(server, instructions="End with the number."))
-    for request in server.requests:
-        if request.model != "j":
-            assert request.body["messages"][0] == {
-                "role": "system",
-                "content": "End with the number.",
-            }
+    report = run_eval(items()[:1], config(server, instructions="End with the number."))
+    answering = [request for request in server.requests if request.model != "j"]
+    # Every arm ran and called its models (not a pass on no request at all).
+    assert {arm.n for arm in report.arms} == {1}
+    assert {request.model for request in answering} == {"a", "b", "c"}
+    for request in answering:
+        assert request.body["messages"][0] == {
+            "role": "system",
+            "content": "End with the number.",
+        }
 
 
 def test_sample_and_limit_pick_items_repeatably() -> None:
