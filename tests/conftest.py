@@ -1,1 +1,1 @@
-pytest_plugins = ["langchain_fusion.testing.pytest_plugin"]
+pytest_plugins = ["langchain_fusion.testing.pytest_plugin", "tests.local_stand_in"]

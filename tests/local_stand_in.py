@@ -8,8 +8,6 @@ in-process and in a second. One real SmolLM2 deliberation runs in test_local_mod
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from langchain_fusion import local
@@ -32,8 +30,8 @@ class ScriptedLocalServer(local.LocalModelServer):
 @pytest.fixture
 def scripted_local_model(
     monkeypatch: pytest.MonkeyPatch, scripted_server: ScriptedOpenAIServer
-) -> Iterator[ScriptedOpenAIServer]:
+) -> ScriptedOpenAIServer:
     """`LocalModelServer` serves from the scripted server for this test; yields that server."""
     stand_in = type("ScriptedLocal", (ScriptedLocalServer,), {"upstream": scripted_server})
     monkeypatch.setattr(local, "LocalModelServer", stand_in)
-    yield scripted_server
+    return scripted_server

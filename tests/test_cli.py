@@ -31,7 +31,6 @@ from typer.testing import CliRunner
 from langchain_fusion.cli import app
 from langchain_fusion.local import LOCAL_MODEL_NAME
 from langchain_fusion.testing import ModelScript, ScriptedOpenAIServer
-from tests.local_stand_in import scripted_local_model  # noqa: F401 (a fixture)
 
 COMMAND = str(Path(sys.executable).with_name("langchain-fusion"))
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

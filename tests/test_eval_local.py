@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from langchain_fusion.local import LOCAL_MODEL_NAME
 from langchain_fusion.testing import ScriptedOpenAIServer
-from tests.local_stand_in import scripted_local_model  # noqa: F401 (a fixture)
 from tests.test_eval_cli import make_app
 
 
