@@ -337,7 +337,12 @@ async def test_astream_events_show_the_inner_runs_as_children(
 def test_ls_params_report_provider_and_model(scripted_server: ScriptedOpenAIServer) -> None:
     llm = chat(scripted_server, temperature=0.2, max_tokens=99)
     params = llm._get_ls_params()
-    assert params["ls_provider"] == "openrouter"
+    # The provider the outer call goes to: an OpenAI-compatible endpoint here, not
+    # OpenRouter (nothing is called to find out).
+    assert params["ls_provider"] == "openai"
+    on_openrouter = ChatFusion(base_url="https://openrouter.ai/api/v1", api_key="sk-or-x")
+    assert on_openrouter._get_ls_params()["ls_provider"] == "openrouter"
+    assert scripted_server.requests == []
     assert params["ls_model_name"] == "openrouter/fusion"
     assert params["ls_temperature"] == 0.2
     assert params["ls_max_tokens"] == 99

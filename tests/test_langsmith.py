@@ -416,7 +416,7 @@ async def test_chat_fusion_trace_nests_the_deliberation(
     root = assert_tree_is_consistent(runs)
     assert root["name"] == "ChatFusion"
     assert root["run_type"] == "llm"
-    assert metadata(root)["ls_provider"] == "openrouter"
+    assert metadata(root)["ls_provider"] == "openai"  # the scripted server: not openrouter.ai
     assert metadata(root)["ls_model_name"] == "openrouter/fusion"
 
     children = [run for run in runs.values() if run.get("parent_run_id") == root["id"]]

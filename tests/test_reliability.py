@@ -321,7 +321,7 @@ async def test_the_tool_reports_cancelled_on_the_progress_stream(
     tool = FusionTool(
         analysis_models=["panel-a"],
         judge_model=JUDGE,
-        tools=[],
+        server_tools=[],
         backend=backend_for(scripted_server),
     )
 
@@ -354,7 +354,7 @@ def test_max_invocations_stops_deliberating_again(scripted_server: ScriptedOpenA
     tool = FusionTool(
         analysis_models=["panel-a"],
         judge_model=JUDGE,
-        tools=[],
+        server_tools=[],
         max_invocations=1,
         backend=backend_for(scripted_server),
     )
@@ -392,7 +392,7 @@ def test_chat_fusion_counts_its_own_earlier_answers(scripted_server: ScriptedOpe
         analysis_models=["panel-a"],
         judge_model=JUDGE,
         outer_model="outer-o",
-        tools=[],
+        server_tools=[],
         tool_choice="required",
         max_invocations=1,
         base_url=scripted_server.base_url,

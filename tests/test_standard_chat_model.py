@@ -74,7 +74,7 @@ def _settings(base_url: str) -> dict[str, Any]:
         "judge_model": JUDGE,
         # Research is tested on its own (tests/test_research.py); here every scripted model
         # calls whatever tool it is offered, so the panel gets none.
-        "tools": [],
+        "server_tools": [],
         "base_url": base_url,
         "api_key": "test",
         "max_retries": 0,

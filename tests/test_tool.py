@@ -53,10 +53,10 @@ def agent_model(server: ScriptedOpenAIServer) -> ChatOpenAI:
 
 
 def test_constructed_from_keywords_or_parameters(scripted_server: ScriptedOpenAIServer) -> None:
-    by_keywords = fusion_tool(scripted_server, max_tool_calls=3, temperature=0.4)
+    by_keywords = fusion_tool(scripted_server, max_tool_calls=3, panel_temperature=0.4)
     by_parameters = FusionTool(
         parameters=FusionParameters(analysis_models=PANEL, model=JUDGE, max_tool_calls=3),
-        temperature=0.4,
+        panel_temperature=0.4,
         backend=backend_for(scripted_server),
     )
     for tool in (by_keywords, by_parameters):
@@ -72,7 +72,7 @@ def test_bad_parameters_fail_at_construction(scripted_server: ScriptedOpenAIServ
     with pytest.raises(ValueError, match=r"max_tool_calls = 0.*1 to 16"):
         fusion_tool(scripted_server, max_tool_calls=0)
     with pytest.raises(ValueError, match=r"temperature = 3\.0.*0 to 2"):
-        fusion_tool(scripted_server, temperature=3.0)
+        fusion_tool(scripted_server, panel_temperature=3.0)
     with pytest.raises(FusionParameterError):
         FusionParameters(max_tool_calls=0)
     assert scripted_server.requests == []

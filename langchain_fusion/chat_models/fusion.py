@@ -20,7 +20,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from langchain_fusion.backends import (
     DEFAULT_MAX_RETRIES,
@@ -34,6 +34,7 @@ from langchain_fusion.backends import (
 )
 from langchain_fusion.chat_models.callbacks import child_config, parent_run
 from langchain_fusion.chat_models.tool_loop import OuterTurn, ToolChoice, normalise_choice
+from langchain_fusion.graph.progress import STREAM_PANEL_TOKENS_KEY
 from langchain_fusion.graph.prompts import FUSION_TOOL_NAME
 from langchain_fusion.graph.steps import PlanResult, arun_plan, run_plan
 from langchain_fusion.tools.fusion import FusionTool
@@ -91,9 +92,7 @@ class ChatFusion(FusionSettings, BaseChatModel):
     timeout: float | None = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     temperature: float | None = None
-    """The outer model's temperature."""
-    panel_temperature: float | None = None
-    """The panel's temperature (the contract's `temperature`); the judge runs at 0."""
+    """The outer model's temperature (`panel_temperature` is the panel's)."""
     max_tokens: int | None = None
     """The outer model's output limit (`max_completion_tokens` limits inner calls)."""
     stop: list[str] | None = None
@@ -102,14 +101,23 @@ class ChatFusion(FusionSettings, BaseChatModel):
     max_invocations: int | None = None
     """Deliberations per conversation (see `FusionTool.max_invocations`)."""
 
-    _fusion: FusionTool = PrivateAttr()
-    _outer: BaseChatModel = PrivateAttr()
-
     @model_validator(mode="after")
-    def _build(self) -> ChatFusion:
+    def _known_alias(self) -> ChatFusion:
         if self.model_name not in FUSION_ALIASES:
             known = ", ".join(FUSION_ALIASES)
             raise ValueError(f"model must be one of {known}, got {self.model_name!r}")
+        return self
+
+    @property
+    def _fusion(self) -> FusionTool:
+        return self.built(self._build_parts)[0]
+
+    @property
+    def _outer(self) -> BaseChatModel:
+        return self.built(self._build_parts)[1]
+
+    def _build_parts(self) -> tuple[FusionTool, BaseChatModel]:
+        """The fusion tool and the outer model, from the current fields (on first use)."""
         backend = self.backend or OpenAICompatibleBackend(
             base_url=self.base_url or OPENROUTER_BASE_URL,
             api_key=self.api_key,
@@ -118,25 +126,24 @@ class ChatFusion(FusionSettings, BaseChatModel):
         )
         # Every fusion field reaches the tool as given; only these differ for the alias.
         settings = {name: getattr(self, name) for name in FusionSettings.model_fields}
-        self._fusion = FusionTool(
+        fusion = FusionTool(
             **{
                 **settings,
                 # The contract's default judge is the outer model.
                 "judge_model": self.judge_model or self.outer_model,
                 "preset": self.preset or FUSION_ALIASES[self.model_name],
                 "backend": backend,
-                "temperature": self.panel_temperature,
                 "max_invocations": self.max_invocations,
             }
         )
-        outer = self.outer_model or self.judge_model or self._fusion.configuration.parameters.judge
-        self._outer = configure_inner_call(
+        outer = self.outer_model or self.judge_model or fusion.configuration.parameters.judge
+        configured = configure_inner_call(
             resolve_model(outer, backend),
             temperature=self.temperature,
             max_tokens=self.max_tokens,
             depth=None,  # the outer call is the user's own request
         )
-        return self
+        return fusion, configured
 
     @property
     def lc_secrets(self) -> dict[str, str]:
@@ -162,6 +169,8 @@ class ChatFusion(FusionSettings, BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
+        # Everything that changes what a call does: a cache keyed on these never mixes
+        # two configurations.
         setup = self._fusion.configuration
         return {
             "model_name": self.model_name,
@@ -169,11 +178,25 @@ class ChatFusion(FusionSettings, BaseChatModel):
             "analysis_models": [seat.label for seat in setup.panel],
             "judge_model": setup.judge_label,
             "preset": setup.parameters.preset,
+            "fallback_judge_model": [judge.label for judge in setup.judges[1:]],
+            "parameters": setup.parameters.model_dump(mode="json", exclude_none=True),
+            "limits": setup.limits.model_dump(mode="json", exclude_none=True),
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "stop": self.stop,
+            "tool_choice": self.tool_choice,
+            "max_invocations": self.max_invocations,
+            "anonymize_judge": self.anonymize_judge,
+            "research_tools": [tool.name for tool in self.research_tools or ()],
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
-        params["ls_provider"] = "openrouter"
+        # The provider the outer call goes to: openrouter on openrouter.ai, openai on any
+        # other OpenAI-compatible endpoint (vLLM, llama.cpp), or your model's own.
+        provider = self._outer._get_ls_params().get("ls_provider")
+        if isinstance(provider, str) and provider:
+            params["ls_provider"] = provider
         # A per-call `model` (e.g. `invoke(..., model=...)`) reaches the outer call.
         override = kwargs.get("model")
         params["ls_model_name"] = override if isinstance(override, str) else self.model_name
@@ -261,6 +284,7 @@ class ChatFusion(FusionSettings, BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         child = child_config(run_manager, kwargs.pop(_PARENT_RUN, None))
         turn = self._start_turn(messages, stop, kwargs)
+        child = _panel_tokens(child, turn)
         for chunk in run_plan(turn.plan(self._outer, self._fusion, child), child):
             if piece := _text_piece(chunk):
                 if run_manager:
@@ -277,6 +301,7 @@ class ChatFusion(FusionSettings, BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         child = child_config(run_manager, kwargs.pop(_PARENT_RUN, None))
         turn = self._start_turn(messages, stop, kwargs)
+        child = _panel_tokens(child, turn)
         plan = turn.plan(self._outer, self._fusion, child)
         async for chunk in arun_plan(plan, child, PlanResult()):
             if piece := _text_piece(chunk):
@@ -337,6 +362,15 @@ class ChatFusion(FusionSettings, BaseChatModel):
             stream_outer=stream_outer,
             fusion_enabled=bool(enabled),
         )
+
+
+def _panel_tokens(config: RunnableConfig, turn: OuterTurn) -> RunnableConfig:
+    """A streamed call asks its deliberation for the panel's tokens too (unless
+    `stream_panel_tokens` says otherwise)."""
+    if not turn.stream_outer:
+        return config
+    configurable = {**(config.get("configurable") or {}), STREAM_PANEL_TOKENS_KEY: True}
+    return {**config, "configurable": configurable}
 
 
 def _text_piece(chunk: BaseMessageChunk) -> ChatGenerationChunk | None:

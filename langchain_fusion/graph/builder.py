@@ -22,7 +22,11 @@ from langchain_fusion.contract.parameters import MAX_PANEL, FusionParameters
 from langchain_fusion.graph.context import FusionContext
 from langchain_fusion.graph.judge import JUDGE, ajudge, judge
 from langchain_fusion.graph.panel import PANELIST, apanelist, dispatch_panel, panelist, start
-from langchain_fusion.graph.progress import parent_streams_custom, requested_custom
+from langchain_fusion.graph.progress import (
+    STREAM_PANEL_TOKENS_KEY,
+    panel_tokens_wanted,
+    requested_custom,
+)
 from langchain_fusion.graph.quorum import (
     CONCLUDE,
     QUORUM,
@@ -67,11 +71,13 @@ def create_fusion_graph(
             `judge`, `outer_model`, `synthesize` (False for the tool form: the graph ends
             after the judge and the caller writes the answer), `backend`,
             `analysis_limits`, `research_tools`, `limits`, `fallback_judge`,
-            `anonymize_judge`, `judge_shuffle_seed`.
+            `anonymize_judge`, `judge_shuffle_seed`, `stream_panel_tokens`.
 
     The graph takes `{"messages": [...]}` and returns `messages` (plus the final answer
     when synthesising), `result` (a `FusionResult`) and `answer`. Progress events stream
-    on `stream_mode="custom"`.
+    on `stream_mode="custom"`; the panel's tokens (`panel.delta`) too when the call asks
+    for `custom` or `stream_panel_tokens=True` (run as a node of another graph, the only
+    way: LangGraph does not tell a subgraph publicly what its parent streams).
     """
     return build_graph(build_setup(parameters, **options), checkpointer=checkpointer, name=name)
 
@@ -179,9 +185,14 @@ class FusionGraph(FusionCompiled):
     def new_context(
         self, config: RunnableConfig | None = None, stream_mode: Any = None
     ) -> FusionContext:
-        """A fresh context for one run."""
-        listening = requested_custom(stream_mode) or parent_streams_custom(config)
-        return FusionContext.for_run(self.setup, listening=listening)
+        """A fresh context for one run: panel tokens when `stream_panel_tokens` says so,
+        or (None) when the call streams `custom` or its caller asked for them."""
+        configurable = (config or {}).get("configurable") or {}
+        caller_streams = requested_custom(stream_mode) or bool(
+            configurable.get(STREAM_PANEL_TOKENS_KEY)
+        )
+        tokens = panel_tokens_wanted(self.setup.stream_panel_tokens, caller_streams=caller_streams)
+        return FusionContext.for_run(self.setup, stream_tokens=tokens)
 
     def stream(
         self,

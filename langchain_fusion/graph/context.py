@@ -156,16 +156,16 @@ class Abandon:
 
 @dataclass(frozen=True)
 class FusionContext:
-    """What every node of one run reads: the set-up, the run's clock and whether the caller
-    listens to progress events."""
+    """What every node of one run reads: the set-up, the run's clock and whether the
+    panelists stream their tokens."""
 
     setup: FusionSetup
     clock: RunClock
-    listening: bool = False
-    """The caller streams `custom` events: panelists then stream their tokens as
-    `panel.delta` events (otherwise one response each, far cheaper)."""
+    stream_tokens: bool = False
+    """Panelists stream their tokens as `panel.delta` events (otherwise one response each,
+    far cheaper); see `graph/progress.py`."""
 
     @classmethod
-    def for_run(cls, setup: FusionSetup, *, listening: bool = False) -> FusionContext:
+    def for_run(cls, setup: FusionSetup, *, stream_tokens: bool = False) -> FusionContext:
         """A fresh context: a new clock and an empty ledger."""
-        return cls(setup=setup, clock=RunClock(setup.limits), listening=listening)
+        return cls(setup=setup, clock=RunClock(setup.limits), stream_tokens=stream_tokens)

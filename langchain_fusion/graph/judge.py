@@ -48,7 +48,7 @@ async def ajudge(state: FusionState, config: RunnableConfig) -> dict[str, Any]:
 
 def _plan(state: FusionState) -> Plan[Verdict]:
     runtime = get_runtime(FusionContext)
-    progress = Progress(runtime.stream_writer, listening=runtime.context.listening)
+    progress = Progress(runtime.stream_writer, stream_tokens=runtime.context.stream_tokens)
     return judge_plan(state, runtime.context.setup, runtime.context.clock, progress)
 
 

@@ -145,7 +145,7 @@ class PanelAnswer:
                 message = yield Call(
                     model or seat.model,
                     turn.transcript,
-                    stream=self.progress.listening,
+                    stream=self.progress.stream_tokens,
                     on_chunk=self._delta,
                 )
                 turn.count(message)
@@ -216,4 +216,4 @@ class PanelAnswer:
 def _progress(context: FusionContext, writer: Any = None) -> Progress:
     if writer is None:
         writer = get_runtime(FusionContext).stream_writer
-    return Progress(writer, listening=context.listening)
+    return Progress(writer, stream_tokens=context.stream_tokens)

@@ -1,26 +1,27 @@
 """Progress events on the run's stream writer (LangGraph's `custom` stream mode).
 
-Nodes write through the writer of their `Runtime`. Whether anyone listens is decided once
-per run, from the stream modes the caller asked for, and kept in the run's context: a
-panelist then streams its tokens as `panel.delta` events; otherwise it asks for one
-response, far cheaper (the OpenAI SDK builds an object per streamed chunk).
+Nodes write through the writer of their `Runtime`. Every event but the panel's tokens is
+always written: there are a handful per run, and LangGraph's writer drops them when
+nobody streams `custom`. A panelist's tokens (`panel.delta`) are another matter: asking for
+them makes the panelist stream its call, and the OpenAI SDK builds an object per streamed
+chunk, so a run streams them only when told to (`stream_panel_tokens`, decided once per
+run and kept in its context, see `panel_tokens_wanted`).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable
-from types import CodeType
 from typing import Any
 
 from langchain_core.messages import BaseMessageChunk
-from langchain_core.runnables import RunnableConfig
-from langgraph._internal._constants import CONF, CONFIG_KEY_STREAM
-from langgraph.pregel import Pregel
 
 from langchain_fusion.contract import events
 
 Writer = Callable[[Any], None]
+
+STREAM_PANEL_TOKENS_KEY = "fusion_stream_panel_tokens"
+"""A run's `configurable` key: a caller that streams asks the deliberation it runs for the
+panel's tokens (`ChatFusion` sets it on its fusion tool's call when it is streamed)."""
 
 
 def requested_custom(stream_mode: Any) -> bool:
@@ -31,57 +32,18 @@ def requested_custom(stream_mode: Any) -> bool:
     return "custom" in modes
 
 
-def parent_streams_custom(config: RunnableConfig | None) -> bool:
-    """Whether a graph that runs us as a subgraph streams `custom` events to its caller.
-
-    LangGraph hands its stream, with the modes its caller asked for, to subgraphs (when
-    streaming with `subgraphs=True`) in the run's config, and nowhere public: it is read
-    here and nowhere else.
-    """
-    stream = ((config or {}).get(CONF) or {}).get(CONFIG_KEY_STREAM)
-    return "custom" in (getattr(stream, "modes", None) or ())
-
-
-def writer_listens(writer: Writer | None) -> bool:
-    """Whether the stream writer of the graph run we are inside goes anywhere.
-
-    A tool or a chat model run inside someone else's graph (an agent) forwards our events
-    to that graph's writer. When that graph's caller does not stream `custom`, LangGraph
-    gives its nodes a writer that drops everything, one defined in `Pregel.stream` (and
-    one in `Pregel.astream`); those are found in LangGraph's own code, once, and compared
-    with the writer we are given.
-    """
-    if writer is None:
-        return False
-    return getattr(writer, "__code__", None) not in _silent_writer_codes()
-
-
-@functools.cache
-def _silent_writer_codes() -> frozenset[CodeType]:
-    """The code of the writers LangGraph gives nodes when nobody streams `custom` events:
-    the functions named `stream_writer` in `Pregel.stream` / `astream` that do nothing."""
-    codes = set()
-    for method in (Pregel.stream, Pregel.astream):
-        for constant in method.__code__.co_consts:
-            if (
-                isinstance(constant, CodeType)
-                and constant.co_name == "stream_writer"
-                and not constant.co_names
-                and not constant.co_freevars
-            ):
-                codes.add(constant)
-    return frozenset(codes)
+def panel_tokens_wanted(switch: bool | None, *, caller_streams: bool) -> bool:
+    """The explicit switch (`stream_panel_tokens`) wins; None follows the caller, which
+    streams when it asked for `stream_mode="custom"` (or a streamed `ChatFusion`)."""
+    return caller_streams if switch is None else switch
 
 
 class Progress:
-    """Writes one run's progress events; silent when nobody listens."""
+    """Writes one run's progress events; panel tokens only when the run streams them."""
 
-    def __init__(self, writer: Writer | None, *, listening: bool) -> None:
-        self._writer = writer if listening else None
-
-    @property
-    def listening(self) -> bool:
-        return self._writer is not None
+    def __init__(self, writer: Writer | None, *, stream_tokens: bool) -> None:
+        self._writer = writer
+        self.stream_tokens = stream_tokens
 
     def emit(self, event_type: str, **fields: Any) -> None:
         if self._writer is not None:
@@ -89,6 +51,8 @@ class Progress:
 
     def panel_delta(self, model: str, index: int, chunk: BaseMessageChunk) -> None:
         """A panelist's streamed tokens: its answer, and its reasoning where reported."""
+        if not self.stream_tokens:
+            return
         if text := chunk.text:
             self.emit(events.PANEL_DELTA, model=model, panel_index=index, delta=text)
         if reasoning := chunk.additional_kwargs.get("reasoning_content"):

@@ -53,7 +53,7 @@ def conclude(state: FusionState) -> dict[str, Any]:
     runtime = get_runtime(FusionContext)
     minimum = runtime.context.setup.limits.min_successful
     result = build_result(state.panel_outcomes, state.verdict, minimum)
-    progress = Progress(runtime.stream_writer, listening=runtime.context.listening)
+    progress = Progress(runtime.stream_writer, stream_tokens=runtime.context.stream_tokens)
     if result.analysis is not None:
         progress.emit(events.ANALYSIS_COMPLETED, analysis=result.analysis.model_dump(mode="json"))
     progress.emit(events.COMPLETED, result=result.model_dump(mode="json"))

@@ -91,6 +91,9 @@ class FusionSetup:
     anonymize_judge: bool = False
     """The judge sees `Response A`, `Response B`, ... in a shuffled order, not model names."""
     judge_shuffle_seed: int = 0
+    stream_panel_tokens: bool | None = None
+    """Panelists stream their tokens as `panel.delta` events: True always, False never,
+    None when the caller streams `custom` (graph/progress.py)."""
 
     @property
     def judge_label(self) -> str:
@@ -135,6 +138,9 @@ class SetupOptions(TypedDict, total=False):
     anonymize_judge: bool
     """The judge reads `Response A`, `Response B`, ... in a seeded shuffled order."""
     judge_shuffle_seed: int
+    stream_panel_tokens: bool | None
+    """`panel.delta` events: True always, False never, None (the default) when the run is
+    streamed with `stream_mode="custom"`. Every other progress event is always emitted."""
 
 
 def build_setup(
@@ -151,6 +157,7 @@ def build_setup(
     fallback_judge: ModelLike | None = None,
     anonymize_judge: bool = False,
     judge_shuffle_seed: int = 0,
+    stream_panel_tokens: bool | None = None,
 ) -> FusionSetup:
     """Resolve slugs and instances into configured models (validated before any call).
 
@@ -241,6 +248,7 @@ def build_setup(
         tools=research_tool_node(local_tools),
         anonymize_judge=anonymize_judge,
         judge_shuffle_seed=judge_shuffle_seed,
+        stream_panel_tokens=stream_panel_tokens,
     )
 
 

@@ -42,7 +42,7 @@ _DECIDED = frozenset(
         "max_tool_calls",
         "max_completion_tokens",
         "reasoning",
-        "tools",
+        "server_tools",
         "panel_temperature",
         "outer_model",
         "model_name",
@@ -197,9 +197,11 @@ class AliasDefaults:
         judge = given.get("judge_model")
         if isinstance(judge, str):
             data["model"] = judge
-        for name in ("max_tool_calls", "max_completion_tokens", "reasoning", "tools"):
+        for name in ("max_tool_calls", "max_completion_tokens", "reasoning"):
             if given.get(name) is not None:
                 data[name] = given[name]
+        if given.get("server_tools") is not None:
+            data["tools"] = given["server_tools"]
         if given.get("panel_temperature") is not None:
             data["temperature"] = given["panel_temperature"]
         # As ChatFusion does: the field, else the alias's own preset, wins over `parameters`.

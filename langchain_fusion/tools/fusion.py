@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from langchain_core.tools import BaseTool, InjectedToolArg, ToolException
 from langgraph.config import get_stream_writer
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.prebuilt import InjectedState, ToolRuntime
-from pydantic import BaseModel, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, Field
 
 from langchain_fusion.backends import OpenAICompatibleBackend
 from langchain_fusion.contract import events
@@ -29,7 +30,8 @@ from langchain_fusion.contract.errors import DeliberationRefused
 from langchain_fusion.contract.parameters import FusionParameterError
 from langchain_fusion.contract.result import FusionResult
 from langchain_fusion.graph import DEPTH_METADATA_KEY, FusionGraph, FusionSetup, build_graph
-from langchain_fusion.graph.progress import Writer
+from langchain_fusion.graph.context import FusionContext
+from langchain_fusion.graph.progress import STREAM_PANEL_TOKENS_KEY, Writer
 from langchain_fusion.graph.prompts import (
     FUSION_TOOL_DESCRIPTION,
     FUSION_TOOL_NAME,
@@ -63,7 +65,8 @@ class _Request:
 
     input: dict[str, Any]
     config: RunnableConfig
-    stream_mode: list[str]
+    graph: FusionGraph
+    context: FusionContext
     relay: ProgressRelay
     """Where the caller's progress events go."""
     state: dict[str, Any] = field(default_factory=dict)
@@ -71,7 +74,12 @@ class _Request:
 
     @property
     def graph_call(self) -> dict[str, Any]:
-        return {"input": self.input, "config": self.config, "stream_mode": self.stream_mode}
+        return {
+            "input": self.input,
+            "config": self.config,
+            "context": self.context,
+            "stream_mode": ["custom", "values"],
+        }
 
 
 @contextmanager
@@ -109,28 +117,34 @@ class FusionTool(FusionSettings, BaseTool):
     args_schema: type[BaseModel] = FusionToolInput
     response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
     handle_tool_error: bool = True
-    temperature: float | None = None
-    """Panel temperature (0 to 2); the judge always runs at 0."""
     max_invocations: int | None = Field(default=None, ge=1)
     """Deliberations per conversation (counted in the conversation itself: earlier fusion
     results in it); past the limit the tool says so instead of running again."""
 
-    _setup: FusionSetup = PrivateAttr()
-    _graph: FusionGraph = PrivateAttr()
+    @property
+    def graph(self) -> FusionGraph:
+        """The deliberation graph of the current fields (built on first use, and anew for
+        a copy with other fields)."""
+        return self.built(self._build_graph)
 
-    @model_validator(mode="after")
-    def _build(self) -> FusionTool:
-        # Resolved and compiled once here, so bad parameters fail at construction.
-        self._setup = self.fusion_setup(
-            backend=self.backend or OpenAICompatibleBackend(), temperature=self.temperature
-        )
-        self._graph = build_graph(self._setup, name=self.name)
-        return self
+    def _build_graph(self) -> FusionGraph:
+        setup = self.fusion_setup(backend=self.backend or OpenAICompatibleBackend())
+        return build_graph(setup, name=self.name)
 
     @property
     def configuration(self) -> FusionSetup:
         """The resolved configuration: parameters, limits, the panel's seats and the judge."""
-        return self._setup
+        return self.graph.setup
+
+    @property
+    def temperature(self) -> float | None:
+        """Deprecated: `panel_temperature`."""
+        warnings.warn(
+            "FusionTool.temperature is deprecated: use panel_temperature",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.panel_temperature
 
     def _run(
         self,
@@ -146,7 +160,7 @@ class FusionTool(FusionSettings, BaseTool):
         if not isinstance(request, _Request):
             return request
         with _refusals_for_the_agent():
-            for mode, chunk in self._graph.stream(**request.graph_call):
+            for mode, chunk in request.graph.stream(**request.graph_call):
                 if mode == "custom":
                     request.relay.forward(chunk)
                 else:
@@ -168,7 +182,7 @@ class FusionTool(FusionSettings, BaseTool):
             return request
         try:
             with _refusals_for_the_agent():
-                async for mode, chunk in self._graph.astream(**request.graph_call):
+                async for mode, chunk in request.graph.astream(**request.graph_call):
                     if mode == "custom":
                         await request.relay.aforward(chunk)
                     else:
@@ -194,12 +208,16 @@ class FusionTool(FusionSettings, BaseTool):
         if refusal := self._capped(messages or (), tool_call_id) or self._over_limit(messages):
             return refusal
         writer = runtime.stream_writer if runtime is not None else _ambient_writer()
-        relay = ProgressRelay(writer, run_manager)
+        graph = self.graph
+        # The panel's tokens when `stream_panel_tokens` says so, or when the caller that
+        # runs this tool streams and says so in its config (a streamed `ChatFusion`).
+        asked = (config.get("configurable") or {}).get(STREAM_PANEL_TOKENS_KEY)
         return _Request(
             input={"messages": deliberation_messages(prompt, messages)},
             config=self._inner_config(config, run_manager),
-            stream_mode=["custom", "values"] if relay.listening else ["values"],
-            relay=relay,
+            graph=graph,
+            context=graph.new_context({"configurable": {STREAM_PANEL_TOKENS_KEY: asked}}),
+            relay=ProgressRelay(writer, run_manager),
         )
 
     def _capped(

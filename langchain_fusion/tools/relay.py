@@ -5,6 +5,10 @@ with `subgraphs=True`. The relay puts them on the caller's own stream (an agent'
 `stream_mode="custom"`), and hands them to LangChain's callbacks as custom events, so that
 `astream_events` shows them too (`on_custom_event`, named by the event type): a
 `ChatFusion` outside any graph reports its progress that way.
+
+Both are always given the events: there are a handful per run (the panel's tokens only
+when asked for, graph/progress.py), and a writer or a callback manager nobody listens to
+drops them.
 """
 
 from __future__ import annotations
@@ -17,31 +21,22 @@ from langchain_core.callbacks import (
     CallbackManager,
     CallbackManagerForToolRun,
 )
-from langchain_core.tracers._streaming import _StreamingCallbackHandler
 
-from langchain_fusion.graph.progress import Writer, writer_listens
+from langchain_fusion.graph.progress import Writer
 
 
 class ProgressRelay:
-    """Forwards one deliberation's events to whoever listens, if anyone does."""
+    """Forwards one deliberation's events to the caller's stream and callbacks."""
 
     def __init__(
         self,
         writer: Writer | None,
         run_manager: CallbackManagerForToolRun | AsyncCallbackManagerForToolRun | None,
     ) -> None:
-        self.writer = writer if writer_listens(writer) else None
-        self.callbacks: CallbackManager | AsyncCallbackManager | None = None
-        # `astream_events` / `astream_log` attach a streaming handler (the same check
-        # `BaseChatModel` makes before it streams tokens to callbacks).
-        if run_manager is not None and any(
-            isinstance(handler, _StreamingCallbackHandler) for handler in run_manager.handlers
-        ):
-            self.callbacks = run_manager.get_child()
-
-    @property
-    def listening(self) -> bool:
-        return self.writer is not None or self.callbacks is not None
+        self.writer = writer
+        self.callbacks: CallbackManager | AsyncCallbackManager | None = (
+            run_manager.get_child() if run_manager is not None and run_manager.handlers else None
+        )
 
     def forward(self, event: dict[str, Any]) -> None:
         if self.writer is not None:

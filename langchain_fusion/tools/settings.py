@@ -7,11 +7,14 @@ resolved models, graph/setup.py). Unknown keywords are refused with the closest 
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
 
 from langchain_fusion.backends import ModelLike, OpenAICompatibleBackend
 from langchain_fusion.contract.errors import unknown_keywords
@@ -26,6 +29,12 @@ from langchain_fusion.graph.setup import FusionSetup, build_setup
 from langchain_fusion.limits import FusionLimits, limits_from
 
 _LIMIT_FIELDS = ("min_successful", "straggler_grace", "deadline", "max_total_tokens", "max_cost")
+DEPRECATED_NAMES = {"tools": "server_tools", "temperature": "panel_temperature"}
+"""Old keyword -> new field. `FusionTool(temperature=...)` was the panel's temperature
+(next to `ChatFusion.temperature`, the outer model's); `tools` the hosted tool specs (next
+to `bind_tools` and `research_tools`)."""
+
+Built = TypeVar("Built")
 
 
 class FusionSettings(BaseModel):
@@ -44,8 +53,17 @@ class FusionSettings(BaseModel):
     max_tool_calls: int | None = None
     max_completion_tokens: int | None = None
     reasoning: ReasoningConfig | None = None
-    tools: list[ToolSpec] | None = None
-    """What panelists and the judge may use (the contract's `tools`); `[]` turns tools off."""
+    server_tools: list[ToolSpec] | None = None
+    """The hosted tool specs panelists and the judge may use (the contract's `tools`, e.g.
+    `{"type": "openrouter:web_search"}`); `[]` turns tools off. Formerly `tools`."""
+    panel_temperature: float | None = None
+    """The panel's temperature (0 to 2, the contract's `temperature`); the judge runs at 0."""
+    stream_panel_tokens: bool | None = None
+    """Panelists stream their tokens as `panel.delta` events: True always, False never,
+    None when the caller streams (a streamed `ChatFusion`; a graph run asked for
+    `stream_mode="custom"`). A `FusionTool` inside someone else's graph cannot tell
+    whether that graph's caller listens, so there it streams them only when True. Every
+    other progress event is always emitted."""
     cache_control: CacheControl | None = None
     """Prompt caching for panel and judge calls (on OpenRouter)."""
     backend: OpenAICompatibleBackend | None = None
@@ -65,10 +83,14 @@ class FusionSettings(BaseModel):
     anonymize_judge: bool = False
     """The judge reads `Response A`, `Response B`, ... in a shuffled order, not model names."""
 
+    _built: tuple[dict[str, Any], Any] | None = PrivateAttr(default=None)
+    _build_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
     @model_validator(mode="before")
     @classmethod
     def _known_keywords(cls, data: Any) -> Any:
         if isinstance(data, dict):
+            data = _renamed(cls, data)
             names = [
                 alias
                 for name, field in cls.model_fields.items()
@@ -77,6 +99,26 @@ class FusionSettings(BaseModel):
             ]
             unknown_keywords(cls.__name__, data, names)
         return data
+
+    @model_validator(mode="after")
+    def _valid_parameters(self) -> Any:
+        # Bad parameters fail at construction; the models are resolved on first use.
+        self.fusion_parameters()
+        self.fusion_limits()
+        return self
+
+    def built(self, build: Callable[[], Built]) -> Built:
+        """What `build` makes from the current fields, made on first use and again
+        whenever a field holds another object (a `model_copy(update=...)`, an assignment):
+        a copy behaves as its fields say."""
+        fields = dict(self.__dict__)
+        with self._build_lock:
+            cached = self._built
+            if cached is None or not _same(cached[0], fields):
+                cached = (fields, build())
+                self._built = cached
+            result: Built = cached[1]
+            return result
 
     def fusion_limits(self) -> FusionLimits:
         """The effective `FusionLimits` (raises `FusionParameterError` on bad values)."""
@@ -95,17 +137,18 @@ class FusionSettings(BaseModel):
             data["analysis_models"] = slugs
         if isinstance(self.judge_model, str):
             data["model"] = self.judge_model
-        for name in (
-            "preset",
-            "max_tool_calls",
-            "max_completion_tokens",
-            "reasoning",
-            "tools",
-            "cache_control",
+        for name, contract_name in (
+            ("preset", "preset"),
+            ("max_tool_calls", "max_tool_calls"),
+            ("max_completion_tokens", "max_completion_tokens"),
+            ("reasoning", "reasoning"),
+            ("server_tools", "tools"),
+            ("cache_control", "cache_control"),
+            ("panel_temperature", "temperature"),
         ):
             value = getattr(self, name)
             if value is not None:
-                data[name] = value
+                data[contract_name] = value
         data.update({k: v for k, v in overrides.items() if v is not None})
         return FusionParameters.model_validate(data)
 
@@ -132,4 +175,29 @@ class FusionSettings(BaseModel):
             limits=self.fusion_limits(),
             fallback_judge=self.fallback_judge_model,
             anonymize_judge=self.anonymize_judge,
+            stream_panel_tokens=self.stream_panel_tokens,
         )
+
+
+def _same(before: dict[str, Any], now: dict[str, Any]) -> bool:
+    """The same objects in every field (identity: cheap, and any replacement counts)."""
+    return before.keys() == now.keys() and all(before[k] is now[k] for k in now)
+
+
+def _renamed(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The deprecated names as their new fields, with a `DeprecationWarning`."""
+    fields = getattr(cls, "model_fields", {})
+    old = [name for name in DEPRECATED_NAMES if name in data and name not in fields]
+    if not old:
+        return data
+    data = dict(data)
+    for name in old:
+        new = DEPRECATED_NAMES[name]
+        warnings.warn(
+            f"{cls.__name__}({name}=...) is deprecated: use {new}=... (same meaning)",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        value = data.pop(name)
+        data.setdefault(new, value)
+    return data
