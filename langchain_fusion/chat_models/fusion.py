@@ -34,6 +34,7 @@ from langchain_fusion.backends import (
 )
 from langchain_fusion.chat_models.callbacks import child_config, parent_run
 from langchain_fusion.chat_models.tool_loop import OuterTurn, ToolChoice, normalise_choice
+from langchain_fusion.graph import FusionSetup
 from langchain_fusion.graph.progress import STREAM_PANEL_TOKENS_KEY
 from langchain_fusion.graph.prompts import FUSION_TOOL_NAME
 from langchain_fusion.graph.steps import PlanResult, arun_plan, run_plan
@@ -157,6 +158,12 @@ class ChatFusion(FusionSettings, BaseChatModel):
     def get_lc_namespace(cls) -> list[str]:
         """The module that defines the class, which `load` imports it from."""
         return ["langchain_fusion", "chat_models"]
+
+    @property
+    def configuration(self) -> FusionSetup:
+        """The resolved configuration (built on first use from the current fields; reading
+        it builds it, so that the first call does not pay for that)."""
+        return self._fusion.configuration
 
     @property
     def outer_model_name(self) -> str:

@@ -139,7 +139,9 @@ class ModelCatalog:
         from langchain_fusion.server.routing import FusionAsk, resolve
 
         for alias in self.served:
-            self.chat_for(resolve(FusionAsk(model=alias, alias=alias), self.defaults[alias]))
+            # ChatFusion builds its models on first use: build them now.
+            ask = FusionAsk(model=alias, alias=alias)
+            _ = self.chat_for(resolve(ask, self.defaults[alias])).configuration
 
     async def aclose(self) -> None:
         """Release the pooled connections."""
