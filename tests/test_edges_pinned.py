@@ -144,3 +144,49 @@ def test_an_unknown_parameter_field_names_the_closest_one(data: dict[str, Any], 
     with pytest.raises(FusionParameterError) as raised:
         FusionParameters.model_validate(data)
     assert hint in str(raised.value)
+
+
+# --- the gateway's panel limit -------------------------------------------------------------
+
+
+def test_the_panel_limit_admits_its_own_size_and_refuses_one_more() -> None:
+    from langchain_fusion.server import Policy
+    from tests.test_server_support import PANEL as GATEWAY_PANEL
+    from tests.test_server_support import QUESTION, running_gateway
+
+    limit = len(GATEWAY_PANEL) + 1
+    for gateway in running_gateway(policy=Policy(max_panel=limit)):
+
+        def ask(panel: list[str]) -> Any:
+            tool = {"type": "openrouter:fusion", "parameters": {"analysis_models": panel}}
+            body = {
+                "model": "outer/model-x",
+                "messages": [{"role": "user", "content": QUESTION}],
+                "tools": [tool],
+                "tool_choice": "required",
+            }
+            return gateway.post("/chat/completions", body)
+
+        at_limit = [*GATEWAY_PANEL, "panel-z"]
+        assert len(at_limit) == limit
+        assert ask(at_limit).status_code == 200
+        assert {r.model for r in gateway.upstream.requests} >= set(at_limit)
+        gateway.reset()
+        over = ask([*at_limit, "panel-y"])
+        assert over.status_code == 403, over.text
+        assert f"panel of {limit + 1} models" in over.text
+        assert gateway.upstream.requests == []
+
+
+def test_a_panel_limit_of_zero_is_refused_everywhere() -> None:
+    from langchain_fusion.server import Policy
+    from langchain_fusion.server.config import ServerConfig
+    from tests.test_cli import invoke
+
+    with pytest.raises(ValueError, match="max_panel"):
+        Policy(max_panel=0)
+    with pytest.raises(ValueError, match="max_panel"):
+        ServerConfig(max_panel=0)
+    done = invoke("serve", "--max-panel", "0", "--port", "0")
+    assert done.exit_code == 2
+    assert "--max-panel" in done.stderr
