@@ -157,7 +157,7 @@ def test_the_panel_limit_admits_its_own_size_and_refuses_one_more() -> None:
     limit = len(GATEWAY_PANEL) + 1
     for gateway in running_gateway(policy=Policy(max_panel=limit)):
 
-        def ask(panel: list[str]) -> Any:
+        def ask(panel: list[str], gateway: Any = gateway) -> Any:
             tool = {"type": "openrouter:fusion", "parameters": {"analysis_models": panel}}
             body = {
                 "model": "outer/model-x",
