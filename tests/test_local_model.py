@@ -11,7 +11,8 @@ import pytest
 from langchain_fusion import FusionResult
 from langchain_fusion.local import LOCAL_MODEL_NAME, LocalModelServer, create_local_fusion_graph
 
-pytestmark = pytest.mark.local_model
+# A generous limit: on a loaded machine one run can take minutes; a hang is still caught.
+pytestmark = [pytest.mark.local_model, pytest.mark.timeout(900)]
 
 
 async def test_three_smollm2_panelists_a_judge_and_a_synthesis() -> None:

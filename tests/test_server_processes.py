@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from test_server_support import CAPPED_REQUEST, COMMAND, PANEL, serve_command
+from test_server_support import CAPPED_REQUEST, PANEL, serve_command
 
 from langchain_fusion.testing import ModelScript, ScriptedOpenAIServer
+from tests.test_cli import invoke
 
 KEY = "sk-fusion-team-2222222222"
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -101,14 +100,9 @@ def test_workers_share_the_port_and_answer(scripted_server: ScriptedOpenAIServer
 
 
 def test_workers_refuse_the_embedded_model() -> None:
-    done = subprocess.run(
-        [COMMAND, "serve", "--local", "--workers", "2", "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 2
+    # Refused before anything starts: checked in-process (no subprocess start-up).
+    done = invoke("serve", "--local", "--workers", "2", "--port", "0")
+    assert done.exit_code == 2
     assert "--workers" in done.stderr
 
 
@@ -123,15 +117,8 @@ def test_workers_refuse_the_embedded_model() -> None:
 def test_serve_refuses_a_bad_configuration(
     scripted_server: ScriptedOpenAIServer, args: list[str], problem: str
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "FUSION_"))}
-    env.update(OPENROUTER_BASE_URL=scripted_server.base_url, OPENROUTER_API_KEY="sk-or-test")
-    done = subprocess.run(
-        [COMMAND, "serve", "--port", "0", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
-    assert done.returncode == 2, done.stderr
+    # Refused before the server starts: checked in-process.
+    done = invoke("serve", "--port", "0", *args, server=scripted_server)
+    assert done.exit_code == 2, done.stderr
     assert problem in " ".join(done.stderr.split())
+    assert scripted_server.requests == []

