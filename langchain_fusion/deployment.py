@@ -1,6 +1,7 @@
 """The fusion graph that `langgraph.json` serves (`langgraph dev`, LangGraph Platform).
 
-`graph` is built once, when the server imports this module, from the environment:
+`langgraph.json` names the factory `make_graph`: the graph is built on the server's first
+use (not when this module is imported), once, from the environment:
 
 - `OPENROUTER_API_KEY`: the key for every panel, judge and synthesis call (unset: the
   calls fail with 401).
@@ -10,8 +11,8 @@
   `{"type": "openrouter:fusion", "parameters": {...}}` or a bare parameters object),
   loaded with `FusionParameters.from_json`; default the `general-high` preset.
 
-A bad `FUSION_PARAMETERS` fails the import with `FusionParameterError`, so the server refuses
-to start rather than serve a graph nobody asked for. The served graph takes
+A bad `FUSION_PARAMETERS` fails the build with `FusionParameterError`, so the server
+refuses to serve a graph nobody asked for. The served graph takes
 `{"messages": [...]}` and returns `messages` (with the final answer), `result` (the
 contract's JSON) and `answer`; progress events stream on `stream_mode="custom"`.
 
@@ -27,8 +28,10 @@ Example (`langgraph dev`, then with `langgraph-sdk`)::
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from langchain_fusion.backends import OpenAICompatibleBackend
 from langchain_fusion.contract.parameters import FusionParameters
@@ -37,7 +40,7 @@ from langchain_fusion.graph import FusionGraph, create_fusion_graph
 PARAMETERS_ENV = "FUSION_PARAMETERS"
 """The environment variable holding the hosted service's parameter JSON."""
 
-__all__ = ["PARAMETERS_ENV", "graph", "graph_from_env", "parameters_from_env"]
+__all__ = ["PARAMETERS_ENV", "graph_from_env", "make_graph", "parameters_from_env"]
 
 
 def parameters_from_env(environ: Mapping[str, str] | None = None) -> FusionParameters:
@@ -66,5 +69,21 @@ def graph_from_env(environ: Mapping[str, str] | None = None) -> FusionGraph:
     return create_fusion_graph(parameters_from_env(environ), backend=backend, name="fusion")
 
 
-graph = graph_from_env()
-"""The graph `langgraph.json` names: `./langchain_fusion/deployment.py:graph`."""
+def make_graph(config: Any = None) -> FusionGraph:
+    """The factory `langgraph.json` names (`./langchain_fusion/deployment.py:make_graph`):
+    the graph of this process's environment, built on first use and then reused (the
+    server may call a factory for every run; `config`, the run's, changes nothing)."""
+    del config
+    return _environment_graph()
+
+
+@functools.cache
+def _environment_graph() -> FusionGraph:
+    return graph_from_env()
+
+
+def __getattr__(name: str) -> Any:
+    # `deployment.graph`, as before the factory: the same graph, built on first access.
+    if name == "graph":
+        return make_graph()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -53,10 +53,10 @@ def test_langgraph_json_serves_the_deployment_graph() -> None:
     cli_config = pytest.importorskip("langgraph_cli.config", reason="needs langgraph-cli")
     config = cli_config.validate_config_file(LANGGRAPH_JSON)
     assert config["dependencies"] == ["."]
-    assert config["graphs"] == {"fusion": "./langchain_fusion/deployment.py:graph"}
+    assert config["graphs"] == {"fusion": "./langchain_fusion/deployment.py:make_graph"}
     path, _, variable = config["graphs"]["fusion"].partition(":")
     assert (REPOSITORY / path).resolve() == PACKAGE_DIR / "deployment.py"
-    assert variable == "graph"
+    assert variable == "make_graph"
 
 
 def test_parameters_come_from_the_hosted_json() -> None:
@@ -97,13 +97,20 @@ def test_graph_from_env_runs_on_the_configured_endpoint(
         assert request.headers["authorization"] == f"Bearer {BACKEND_KEY}"
 
 
-def test_module_graph_is_built_at_import() -> None:
+def test_the_factory_builds_the_graph_on_first_use_and_reuses_it() -> None:
+    import importlib
+
     from langchain_fusion import deployment
 
-    assert isinstance(deployment.graph, Pregel)
-    assert deployment.graph.name == "fusion"
-    assert set(deployment.graph.get_input_jsonschema()["properties"]) == {"messages"}
-    assert {"result", "answer"} <= set(deployment.graph.get_output_jsonschema()["properties"])
+    deployment = importlib.reload(deployment)  # a fresh import builds nothing
+    assert deployment._environment_graph.cache_info().currsize == 0
+    graph = deployment.make_graph({"configurable": {}})
+    assert isinstance(graph, Pregel)
+    assert graph.name == "fusion"
+    assert set(graph.get_input_jsonschema()["properties"]) == {"messages"}
+    assert {"result", "answer"} <= set(graph.get_output_jsonschema()["properties"])
+    assert deployment.make_graph() is graph  # built once
+    assert deployment.graph is graph  # the old module attribute, on first access
 
 
 # -- the server ---------------------------------------------------------------------------
