@@ -1,4 +1,5 @@
-"""How model slugs become chat models, and how the fusion parameters reach each inner call.
+"""How model slugs become chat models (how the fusion parameters then reach each inner
+call is the graph's: `graph/inner_call.py`).
 
 The default backend is OpenRouter through `langchain-openai`: the key comes from
 `OPENROUTER_API_KEY` and the endpoint from `OPENROUTER_BASE_URL`, so any OpenAI-compatible
@@ -19,8 +20,6 @@ from langchain_core.utils import from_env, secret_from_env
 from langchain_openai import ChatOpenAI
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
-
-from langchain_fusion.contract.parameters import CacheControl, ReasoningConfig
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 DEPTH_HEADER = "x-openrouter-fusion-depth"
@@ -200,42 +199,3 @@ def model_label(model: BaseChatModel) -> str:
         if isinstance(value, str) and value:
             return value
     return model._llm_type
-
-
-def configure_inner_call(
-    model: BaseChatModel,
-    *,
-    temperature: float | None = None,
-    max_tokens: int | None = None,
-    reasoning: ReasoningConfig | None = None,
-    cache_control: CacheControl | None = None,
-    depth: int | None = 1,
-) -> BaseChatModel:
-    """A copy of `model` set up for an inner call (`depth=None`: the outer model's call).
-
-    Settings apply where the model has the matching field. OpenAI-compatible models also
-    get the depth header (inner calls), streamed usage, and `reasoning` and `cache_control`
-    in the body (pass `cache_control` only for an endpoint that knows it: OpenRouter).
-    """
-    fields = type(model).model_fields
-    updates: dict[str, Any] = {}
-    if temperature is not None and "temperature" in fields:
-        updates["temperature"] = temperature
-    if max_tokens is not None and "max_tokens" in fields:
-        updates["max_tokens"] = max_tokens
-    if isinstance(model, BaseChatOpenAI):
-        updates["stream_usage"] = True
-        if depth is not None:
-            # The client's default headers are fixed when it is built; per-request headers
-            # travel in the payload, which the OpenAI SDK accepts as `extra_headers`.
-            kwargs = dict(model.model_kwargs)
-            headers = {**kwargs.get("extra_headers", {}), DEPTH_HEADER: str(depth)}
-            updates["model_kwargs"] = {**kwargs, "extra_headers": headers}
-        body = dict(model.extra_body or {})
-        if reasoning is not None:
-            body["reasoning"] = reasoning.model_dump(exclude_none=True)
-        if cache_control is not None:
-            body["cache_control"] = cache_control.model_dump(exclude_none=True)
-        if body != (model.extra_body or {}):
-            updates["extra_body"] = body
-    return model.model_copy(update=updates) if updates else model

@@ -28,13 +28,13 @@ from langchain_fusion.backends import (
     OPENROUTER_BASE_URL,
     ModelLike,
     OpenAICompatibleBackend,
-    configure_inner_call,
     model_label,
     resolve_model,
 )
 from langchain_fusion.chat_models.callbacks import child_config, parent_run
 from langchain_fusion.chat_models.tool_loop import OuterTurn, ToolChoice, normalise_choice
 from langchain_fusion.graph import FusionSetup
+from langchain_fusion.graph.inner_call import configure_inner_call
 from langchain_fusion.graph.progress import STREAM_PANEL_TOKENS_KEY
 from langchain_fusion.graph.prompts import FUSION_TOOL_NAME
 from langchain_fusion.graph.steps import PlanResult, arun_plan, run_plan

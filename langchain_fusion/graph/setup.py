@@ -20,7 +20,6 @@ from langgraph.prebuilt import ToolNode
 from langchain_fusion.backends import (
     ModelLike,
     OpenAICompatibleBackend,
-    configure_inner_call,
     model_label,
     resolve_model,
     runs_server_tools,
@@ -41,6 +40,7 @@ from langchain_fusion.graph.binding import (
     research_tool_node,
     structured_judge,
 )
+from langchain_fusion.graph.inner_call import configure_inner_call
 from langchain_fusion.limits import FusionLimits, limits_from
 
 
