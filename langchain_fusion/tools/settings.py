@@ -14,6 +14,7 @@ from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from langchain_fusion.backends import ModelLike, OpenAICompatibleBackend
+from langchain_fusion.contract.cascade import Cascade
 from langchain_fusion.contract.errors import unknown_keywords
 from langchain_fusion.contract.parameters import (
     CacheControl,
@@ -64,6 +65,9 @@ class FusionSettings(BaseModel):
     """Asked when the judge fails, after the judge's own retry."""
     anonymize_judge: bool = False
     """The judge reads `Response A`, `Response B`, ... in a shuffled order, not model names."""
+    cascade: Cascade | None = None
+    """`{"first": k}` or a `Cascade`: the first k seats answer, the rest only when those
+    disagree (see `langchain_fusion.Cascade`)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -132,4 +136,5 @@ class FusionSettings(BaseModel):
             limits=self.fusion_limits(),
             fallback_judge=self.fallback_judge_model,
             anonymize_judge=self.anonymize_judge,
+            cascade=self.cascade,
         )
