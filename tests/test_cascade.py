@@ -1,0 +1,451 @@
+"""The cascade over real HTTP against the scripted server: the first seats, and the whole
+panel only when they disagree. Calls are counted at the server."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from langchain_core.messages import HumanMessage
+from pydantic import SecretStr
+
+from langchain_fusion import (
+    Cascade,
+    ChatFusion,
+    FusionAnalysis,
+    FusionParameterError,
+    FusionParameters,
+    FusionResult,
+    FusionTool,
+    OpenAICompatibleBackend,
+    PanelResponse,
+    create_fusion_graph,
+)
+from langchain_fusion.contract import events as ev
+from langchain_fusion.graph.budget import BudgetExceededError, approximate_tokens, estimate_budget
+from langchain_fusion.graph.context import RunClock
+from langchain_fusion.limits import FusionLimits, ModelPrice
+from langchain_fusion.testing import ModelScript, ScriptedOpenAIServer
+from langchain_fusion.testing.judges import comparing_judge, responses_in
+
+PANEL = ["cheap-a", "cheap-b", "dear-c", "dear-d"]
+JUDGE = "judge-j"
+QUESTION = [HumanMessage("What is 6 times 7?")]
+
+
+def backend_for(server: ScriptedOpenAIServer) -> OpenAICompatibleBackend:
+    return OpenAICompatibleBackend(
+        base_url=server.base_url, api_key=SecretStr("sk-test"), max_retries=0, timeout=10
+    )
+
+
+def script(server: ScriptedOpenAIServer, answers: Sequence[str], judge: Any = None) -> None:
+    for model, answer in zip(PANEL, answers, strict=True):
+        server.set_script(model, ModelScript(reply=answer))
+    server.set_script(JUDGE, judge or ModelScript(json_reply=comparing_judge()))
+
+
+def graph_for(server: ScriptedOpenAIServer, cascade: Any = None, **options: Any) -> Any:
+    parameters = FusionParameters(analysis_models=PANEL, model=JUDGE, tools=[])
+    return create_fusion_graph(
+        parameters,
+        backend=backend_for(server),
+        synthesize=False,
+        cascade={"first": 2} if cascade is None else cascade,
+        **options,
+    )
+
+
+def calls(server: ScriptedOpenAIServer, model: str) -> int:
+    return len([r for r in server.requests_for(model) if r.path.endswith("/chat/completions")])
+
+
+async def run(graph: Any, path: str) -> tuple[FusionResult, list[dict[str, Any]]]:
+    """The result and the progress events, by `stream` or `astream`."""
+    events: list[dict[str, Any]] = []
+    state: dict[str, Any] = {}
+    modes = ["custom", "values"]
+    if path == "sync":
+        chunks: Any = graph.stream({"messages": QUESTION}, stream_mode=modes)
+        for mode, chunk in chunks:
+            (events.append if mode == "custom" else state.update)(chunk)
+    else:
+        async for mode, chunk in graph.astream({"messages": QUESTION}, stream_mode=modes):
+            (events.append if mode == "custom" else state.update)(chunk)
+    return state["result"], events
+
+
+async def result_of(graph: Any, path: str) -> FusionResult:
+    """The result by `invoke` or `ainvoke` (no one listening to events)."""
+    if path == "sync":
+        output = graph.invoke({"messages": QUESTION})
+    else:
+        output = await graph.ainvoke({"messages": QUESTION})
+    result: FusionResult = output["result"]
+    return result
+
+
+PATHS = pytest.mark.parametrize("path", ["sync", "async"])
+
+
+@PATHS
+async def test_agreement_stops_after_the_first_seats(
+    scripted_server: ScriptedOpenAIServer, path: str
+) -> None:
+    script(scripted_server, ["42", "42", "41", "40"])
+    result = await result_of(graph_for(scripted_server), path)
+
+    assert [calls(scripted_server, m) for m in PANEL] == [1, 1, 0, 0]  # the rest never called
+    assert calls(scripted_server, JUDGE) == 1
+    assert result.status == "ok"
+    assert result.failure_reason is None
+    assert [r.model for r in result.responses] == ["cheap-a", "cheap-b"]
+    assert not result.degraded
+    assert result.cascade is not None
+    assert result.cascade.escalated is False
+    assert result.cascade.first == ["cheap-a", "cheap-b"]
+    assert result.cascade.rule == "analysis"
+    assert "no contradictions" in result.cascade.reason
+    assert set(result.cascade.stages) == {"first"}
+    assert result.cascade.stages["first"].total == result.usage.total
+    assert set(result.usage.by_model) == {"cheap-a", "cheap-b", JUDGE}
+    dumped = result.model_dump(mode="json")
+    assert dumped["cascade"]["escalated"] is False
+
+
+@PATHS
+async def test_disagreement_brings_in_every_seat_and_the_judge_sees_every_answer(
+    scripted_server: ScriptedOpenAIServer, path: str
+) -> None:
+    script(scripted_server, ["42", "41", "42", "42"])
+    result, events = await run(graph_for(scripted_server), path)
+
+    assert [calls(scripted_server, m) for m in PANEL] == [1, 1, 1, 1]
+    judged = [responses_in(r.body) for r in scripted_server.requests_for(JUDGE)]
+    assert [[model for model, _ in shown] for shown in judged] == [PANEL[:2], PANEL]
+    assert [r.model for r in result.responses] == PANEL  # every answer, in seat order
+    assert result.analysis is not None
+    assert result.analysis.contradictions
+    cascade = result.cascade
+    assert cascade is not None
+    assert cascade.escalated
+    assert "1 contradiction" in cascade.reason
+    # Usage: each stage, and the totals hold both judge calls (the first one was paid for).
+    first, escalation = cascade.stages["first"], cascade.stages["escalation"]
+    assert set(first.by_model) == {"cheap-a", "cheap-b", JUDGE}
+    assert set(escalation.by_model) == {"dear-c", "dear-d", JUDGE}
+    assert first.judge.total_tokens > 0
+    assert escalation.judge.total_tokens > 0
+    assert result.usage.judge == first.judge + escalation.judge
+    assert result.usage.panel == first.panel + escalation.panel
+    assert result.usage.by_model[JUDGE] == first.by_model[JUDGE] + escalation.by_model[JUDGE]
+    # Events: the first seats are added, the escalation announced, then the rest added.
+    kinds = [(e["type"], e.get("model")) for e in events if e["type"] != ev.PANEL_DELTA]
+    escalated = kinds.index((ev.CASCADE_ESCALATED, None))
+    added = [(i, model) for i, (kind, model) in enumerate(kinds) if kind == ev.PANEL_ADDED]
+    assert [model for i, model in added if i < escalated] == PANEL[:2]
+    assert [model for i, model in added if i > escalated] == PANEL[2:]
+    announcement = next(e for e in events if e["type"] == ev.CASCADE_ESCALATED)
+    assert announcement["first"] == PANEL[:2]
+    assert announcement["rest"] == PANEL[2:]
+    assert announcement["reason"] == cascade.reason
+    assert [e["type"] for e in events].count(ev.ANALYSIS_IN_PROGRESS) == 2
+    assert [e["type"] for e in events].count(ev.ANALYSIS_COMPLETED) == 1
+
+
+@PATHS
+async def test_an_agreeing_run_emits_no_escalation_and_adds_only_the_first_seats(
+    scripted_server: ScriptedOpenAIServer, path: str
+) -> None:
+    script(scripted_server, ["42", "42", "1", "2"])
+    result, events = await run(graph_for(scripted_server), path)
+
+    assert result.cascade is not None
+    assert not result.cascade.escalated
+    kinds = [e["type"] for e in events]
+    assert ev.CASCADE_ESCALATED not in kinds
+    added = [e["model"] for e in events if e["type"] == ev.PANEL_ADDED]
+    assert added == PANEL[:2]
+    completed = next(e for e in events if e["type"] == ev.COMPLETED)
+    assert completed["result"]["cascade"]["escalated"] is False
+
+
+@pytest.mark.parametrize(
+    ("rule", "answers", "escalates"),
+    [
+        ({"rule": "exact"}, ["42", " 42\n", "1", "2"], False),
+        ({"rule": "exact"}, ["42", "42.", "1", "2"], True),
+        ({"rule": "normalised"}, ["The answer: 42.", "answer is 42", "1", "2"], False),
+        ({"rule": "numeric"}, ["about 3.14159", "3.1416", "1", "2"], True),
+        ({"rule": "numeric", "tolerance": 1e-4}, ["about 3.14159", "3.1416", "1", "2"], False),
+        ({"rule": "numeric"}, ["forty-two", "42", "1", "2"], True),
+    ],
+)
+@PATHS
+async def test_matching_rules_compare_answers_without_a_judge_call(
+    scripted_server: ScriptedOpenAIServer,
+    path: str,
+    rule: dict[str, Any],
+    answers: list[str],
+    escalates: bool,
+) -> None:
+    script(scripted_server, answers)
+    result = await result_of(graph_for(scripted_server, {"first": 2, **rule}), path)
+
+    assert result.cascade is not None
+    assert result.cascade.escalated is escalates, result.cascade.reason
+    assert result.cascade.rule == rule["rule"]
+    if escalates:  # one judge call: over every answer
+        assert [calls(scripted_server, m) for m in PANEL] == [1, 1, 1, 1]
+        assert calls(scripted_server, JUDGE) == 1
+        assert result.analysis is not None
+    else:  # agreed: no judge call at all, the answers are the result
+        assert [calls(scripted_server, m) for m in PANEL] == [1, 1, 0, 0]
+        assert calls(scripted_server, JUDGE) == 0
+        assert result.status == "ok"
+        assert result.failure_reason is None
+        assert result.analysis is None
+        assert result.usage.judge.total_tokens == 0
+
+
+@PATHS
+async def test_a_callable_rule_gets_the_answers_and_the_analysis(
+    scripted_server: ScriptedOpenAIServer, path: str
+) -> None:
+    script(scripted_server, ["42", "42", "42", "42"])
+    seen: list[tuple[list[str], FusionAnalysis | None]] = []
+
+    def never_enough(answers: Sequence[PanelResponse], analysis: FusionAnalysis | None) -> bool:
+        seen.append(([a.content for a in answers], analysis))
+        return False
+
+    result = await result_of(graph_for(scripted_server, Cascade(first=3, rule=never_enough)), path)
+
+    assert seen
+    assert seen[0][0] == ["42", "42", "42"]
+    assert seen[0][1] is not None
+    assert seen[0][1].consensus
+    assert result.cascade is not None
+    assert result.cascade.escalated
+    assert result.cascade.rule == "callable:never_enough"
+    assert [calls(scripted_server, m) for m in PANEL] == [1, 1, 1, 1]
+
+
+@PATHS
+async def test_a_failed_first_stage_escalates_rather_than_failing(
+    scripted_server: ScriptedOpenAIServer, path: str
+) -> None:
+    script(scripted_server, ["42", "42", "42", "42"])
+    scripted_server.set_script("cheap-a", ModelScript(status_code=500))
+    result = await result_of(graph_for(scripted_server), path)
+
+    assert result.status == "ok"
+    assert calls(scripted_server, JUDGE) == 1  # one answer is no agreement: no first judge
+    assert [r.model for r in result.responses] == ["cheap-b", "dear-c", "dear-d"]
+    assert [f.model for f in result.failed_models] == ["cheap-a"]
+    assert result.cascade is not None
+    assert result.cascade.escalated
+    assert "1 of 2 first seats answered" in result.cascade.reason
+
+
+@PATHS
+async def test_a_failed_first_judge_escalates(
+    scripted_server: ScriptedOpenAIServer, path: str
+) -> None:
+    script(scripted_server, ["42", "42", "42", "42"])
+    good = comparing_judge()
+
+    def broken_on_the_first_seats(body: dict[str, Any]) -> Any:
+        # The retry too (its last message is the retry prompt): the first analysis fails.
+        return good(body) if len(responses_in(body)) == len(PANEL) else "not json at all"
+
+    scripted_server.set_script(JUDGE, ModelScript(json_reply=broken_on_the_first_seats))
+    result = await result_of(graph_for(scripted_server), path)
+
+    assert result.cascade is not None
+    assert result.cascade.escalated
+    assert "no analysis" in result.cascade.reason
+    assert calls(scripted_server, JUDGE) == 3  # the first analysis, its retry, the second
+    assert result.analysis is not None
+    assert result.failure_reason is None
+    assert len(result.responses) == 4
+
+
+@PATHS
+async def test_the_deadline_spans_both_stages(
+    scripted_server: ScriptedOpenAIServer, path: str
+) -> None:
+    """A deadline that passes during the first stage: the remaining seats are never called,
+    and are recorded as not asked (whatever the machine's speed, the judge alone takes
+    longer than the deadline)."""
+    script(scripted_server, ["42", "41", "42", "42"])
+    scripted_server.set_script(
+        JUDGE, ModelScript(json_reply=comparing_judge(), time_to_first_token=0.6)
+    )
+    graph = graph_for(scripted_server, limits={"deadline": 0.3})
+    result = await result_of(graph, path)
+
+    assert calls(scripted_server, "dear-c") == calls(scripted_server, "dear-d") == 0
+    assert result.cascade is not None
+    assert not result.cascade.escalated
+    assert "not asked" in result.cascade.reason
+    assert "deadline" in result.cascade.reason
+    not_asked = [f for f in result.failed_models if f.error.startswith("not asked")]
+    assert [f.model for f in not_asked] == ["dear-c", "dear-d"]
+    assert result.degraded
+
+
+def _worst_case(cascade: bool) -> float:
+    setup = graph_for_estimate(cascade)
+    estimate = estimate_budget(
+        prompt_tokens=approximate_tokens(QUESTION),
+        max_completion_tokens=setup.parameters.max_completion_tokens,
+        prices=setup.limits.prices,
+        **setup.estimate_inputs(),
+    )
+    assert estimate.cost is not None
+    return estimate.cost
+
+
+PRICES = {m: ModelPrice(prompt=1e-6, completion=2e-6) for m in [*PANEL, JUDGE]}
+
+
+def graph_for_estimate(cascade: bool) -> Any:
+    from langchain_fusion.graph import build_setup
+
+    return build_setup(
+        FusionParameters(analysis_models=PANEL, model=JUDGE, tools=[], max_completion_tokens=100),
+        backend=OpenAICompatibleBackend(base_url="http://127.0.0.1:9", api_key=SecretStr("k")),
+        synthesize=False,
+        limits={"prices": PRICES},
+        cascade={"first": 2} if cascade else None,
+    )
+
+
+@PATHS
+async def test_the_budget_check_counts_the_second_judge_call(
+    scripted_server: ScriptedOpenAIServer, path: str
+) -> None:
+    full, cascade = _worst_case(False), _worst_case(True)
+    assert cascade > full  # the full panel's worst case plus the first analysis
+    between = (full + cascade) / 2
+    limits = FusionLimits(prices=PRICES, max_cost=between)
+    parameters = FusionParameters(
+        analysis_models=PANEL, model=JUDGE, tools=[], max_completion_tokens=100
+    )
+    script(scripted_server, ["42", "42", "1", "2"])
+    options: dict[str, Any] = {"backend": backend_for(scripted_server), "synthesize": False}
+    plain = create_fusion_graph(parameters, limits=limits, **options)
+    cascading = create_fusion_graph(parameters, limits=limits, cascade={"first": 2}, **options)
+
+    assert (await result_of(plain, path)).status == "ok"  # the panel alone fits
+    scripted_server.reset()
+    script(scripted_server, ["42", "42", "1", "2"])
+    with pytest.raises(BudgetExceededError, match="max_cost"):
+        await result_of(cascading, path)
+    assert scripted_server.requests == []  # refused before any call
+
+
+@PATHS
+async def test_a_budget_that_fits_holds_across_both_stages(
+    scripted_server: ScriptedOpenAIServer, path: str
+) -> None:
+    script(scripted_server, ["42", "41", "42", "42"])
+    parameters = FusionParameters(
+        analysis_models=PANEL, model=JUDGE, tools=[], max_completion_tokens=100
+    )
+    limits = FusionLimits(prices=PRICES, max_cost=_worst_case(True))
+    graph = create_fusion_graph(
+        parameters,
+        backend=backend_for(scripted_server),
+        synthesize=False,
+        limits=limits,
+        cascade={"first": 2},
+    )
+    result = await result_of(graph, path)
+    assert result.cascade is not None
+    assert result.cascade.escalated
+    spent = sum(
+        u.input_tokens * PRICES[m].prompt + u.output_tokens * PRICES[m].completion
+        for m, u in result.usage.by_model.items()
+    )
+    assert 0 < spent <= _worst_case(True)
+
+
+def test_escalation_restarts_the_quorum_clock_for_the_straggler_grace() -> None:
+    clock = RunClock(FusionLimits(min_successful=1, straggler_grace=5.0))
+    clock.record_success()
+    assert clock.quorum_at is not None
+    clock.start_stage()
+    assert clock.quorum_at is None
+    assert clock.successes == 0
+    clock.record_success()
+    assert clock.quorum_at is not None
+
+
+@pytest.mark.parametrize(
+    ("cascade", "limits", "message"),
+    [
+        ({"first": 4}, {}, "no seat would be left"),
+        ({"first": 1}, {}, "cascade.first"),
+        ({"first": 2}, {"min_successful": 3}, "below min_successful"),
+        ({"first": 2, "rul": "exact"}, {}, "unknown field; allowed fields: first, rule"),
+        ({"first": 2, "rule": "fuzzy"}, {}, "one of analysis, exact, normalised, numeric"),
+        ({"first": 2, "judge_first": False}, {}, "judge_first cannot be false"),
+        ({"first": 2, "tolerance": -1}, {}, "cascade.tolerance"),
+    ],
+)
+def test_a_bad_cascade_is_refused_before_any_call(
+    scripted_server: ScriptedOpenAIServer,
+    cascade: dict[str, Any],
+    limits: dict[str, Any],
+    message: str,
+) -> None:
+    with pytest.raises(FusionParameterError, match=message):
+        graph_for(scripted_server, cascade, limits=limits)
+    assert scripted_server.requests == []
+
+
+@PATHS
+async def test_fusion_tool_runs_the_cascade(
+    scripted_server: ScriptedOpenAIServer, path: str
+) -> None:
+    script(scripted_server, ["42", "42", "1", "2"])
+    tool = FusionTool(
+        backend=backend_for(scripted_server),
+        analysis_models=PANEL,
+        judge_model=JUDGE,
+        tools=[],
+        cascade={"first": 2},
+    )
+    call = {"type": "tool_call", "id": "call_1", "name": "fusion", "args": {"prompt": "6x7?"}}
+    message = tool.invoke(call) if path == "sync" else await tool.ainvoke(call)
+    result: FusionResult = message.artifact
+    assert result.cascade is not None
+    assert not result.cascade.escalated
+    assert [calls(scripted_server, m) for m in PANEL] == [1, 1, 0, 0]
+
+
+@PATHS
+async def test_chat_fusion_runs_the_cascade(
+    scripted_server: ScriptedOpenAIServer, path: str
+) -> None:
+    script(scripted_server, ["42", "41", "42", "42"])
+    scripted_server.set_script(
+        "outer-o", ModelScript(tool_calls=[{"name": "fusion", "arguments": {"prompt": "6x7?"}}])
+    )
+    chat = ChatFusion(
+        analysis_models=PANEL,
+        judge_model=JUDGE,
+        outer_model="outer-o",
+        base_url=scripted_server.base_url,
+        api_key="sk-test",
+        max_retries=0,
+        tools=[],
+        cascade=Cascade(first=2, rule="exact"),
+    )
+    reply = chat.invoke(QUESTION) if path == "sync" else await chat.ainvoke(QUESTION)
+    assert reply.text
+    assert [calls(scripted_server, m) for m in PANEL] == [1, 1, 1, 1]  # 42 vs 41: escalated
+    assert calls(scripted_server, JUDGE) == 1  # the exact rule needs no first analysis
