@@ -143,6 +143,15 @@ def serve(
             rich_help_panel=_PANEL,
         ),
     ] = None,
+    no_extensions: Annotated[
+        bool,
+        typer.Option(
+            "--no-extensions",
+            help="Refuse (400) our extensions of the hosted contract, such as "
+            "parameters.cascade: only what the hosted service accepts.",
+            rich_help_panel=_PANEL,
+        ),
+    ] = False,
 ) -> None:
     """Serve fusion as an OpenAI- and OpenRouter-compatible API (docs/server.md).
 
@@ -193,6 +202,7 @@ def serve(
             max_request_tokens=max_request_tokens,
             max_request_cost=max_request_cost,
             prices=fusion_server.load_prices(prices) if prices else {},
+            extensions=not no_extensions,
         )
     except ValueError as error:
         fail(err, str(error))

@@ -114,6 +114,24 @@ def cascade_from(value: Cascade | Mapping[str, Any] | None) -> Cascade | None:
         ) from None
 
 
+def check_cascade(cascade: Cascade, seats: int) -> None:
+    """A cascade on a panel of `seats` models must leave seats to escalate to."""
+    if seats <= MIN_FIRST:
+        raise FusionParameterError(
+            [
+                f"cascade: the panel has {seats} models; a cascade needs {MIN_FIRST + 1} at "
+                f"least ({MIN_FIRST} first seats that can agree, and one to escalate to)"
+            ]
+        )
+    if cascade.first >= seats:
+        raise FusionParameterError(
+            [
+                f"cascade.first = {cascade.first}: the panel has {seats} models, so no seat "
+                f"would be left to escalate to; allowed: {MIN_FIRST} to {seats - 1}"
+            ]
+        )
+
+
 def _describe(error: Any) -> str:
     path = ".".join(["cascade", *map(str, error["loc"])])
     if error["type"] == "extra_forbidden":

@@ -25,7 +25,7 @@ from langchain_fusion.backends import (
     resolve_model,
     runs_server_tools,
 )
-from langchain_fusion.contract.cascade import Cascade, cascade_from
+from langchain_fusion.contract.cascade import Cascade, cascade_from, check_cascade
 from langchain_fusion.contract.parameters import (
     MAX_PANEL,
     MIN_PANEL,
@@ -267,13 +267,7 @@ def _checked_cascade(cascade: Cascade | None, seats: int, limits: FusionLimits) 
     """A cascade needs seats left to escalate to, and a first stage that can meet the quorum."""
     if cascade is None:
         return None
-    if cascade.first >= seats:
-        raise FusionParameterError(
-            [
-                f"cascade.first = {cascade.first}: the panel has {seats} models, so no seat "
-                f"would be left to escalate to; allowed: 2 to {seats - 1} (or no cascade)"
-            ]
-        )
+    check_cascade(cascade, seats)
     if limits.min_successful > cascade.first:
         raise FusionParameterError(
             [
