@@ -1,5 +1,6 @@
-"""A scripted judge that compares the answers it is shown, for tests of what follows an
-analysis (a cascade's agreement check, an evaluation's arms).
+"""A scripted judge that compares the answers it is shown, and an outer model that writes
+the majority's answer, for tests of what follows an analysis (a cascade's agreement
+check, an evaluation's arms).
 
 `comparing_judge()` is a `ModelScript.json_reply`: it reads the `<response ...>` blocks of
 the judge's request and reports a contradiction when their normalised final lines differ,
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import html
 import re
+from collections import Counter
 
 from langchain_fusion.contract.answers import final_line, normalise
 from langchain_fusion.testing.messages import last_user_text
-from langchain_fusion.testing.script import JsonDict, JsonReplyFn
+from langchain_fusion.testing.script import JsonDict, JsonReplyFn, ReplyFn
 
-__all__ = ["comparing_judge", "responses_in"]
+__all__ = ["comparing_judge", "majority_writer", "responses_in"]
 
 _RESPONSE = re.compile(r'<response model="([^"]*)" id="\d+">\n(.*?)\n</response>', re.S)
 
@@ -42,5 +44,20 @@ def comparing_judge() -> JsonReplyFn:
             "contradictions": [{"topic": "the answer", "stances": stances[:8]}],
             **empty,
         }
+
+    return reply
+
+
+def majority_writer() -> ReplyFn:
+    """An outer model's final answer that repeats the most common answer it is shown (the
+    earliest seat's on a tie): a synthesis whose accuracy can be computed by hand."""
+
+    def reply(body: JsonDict) -> str:
+        keys = [final_line(answer).strip() for _, answer in responses_in(body)]
+        if not keys:
+            return "no answer to choose from"
+        counts = Counter(keys)
+        top = max(counts.values())
+        return next(key for key in keys if counts[key] == top)
 
     return reply
