@@ -168,3 +168,31 @@ def test_a_stored_fusion_arm_keeps_its_fingerprint() -> None:
     assert cascading.fingerprint({}) != ArmSpec("c", "cascade", ("a", "b", "c"), "j").fingerprint(
         {}
     )
+
+
+def test_the_run_s_worst_case_counts_the_cascade_s_second_analysis() -> None:
+    from langchain_core.messages import HumanMessage
+
+    from langchain_fusion import FusionParameters
+    from langchain_fusion.eval.budget import estimate_run
+
+    plan: dict[str, Any] = {"models": demo.PANEL, "judge": demo.JUDGE, "self_fusion": None}
+    common: dict[str, Any] = {"judge_variants": False, "votable": True}
+    fusion, cascade, exact = (
+        plan_arms(kinds=["fusion"], **plan, **common)[0],
+        plan_arms(kinds=["cascade"], **plan, **common)[0],
+        plan_arms(kinds=["cascade"], cascade_rule="exact", **plan, **common)[0],
+    )
+    work = items()[:3]
+
+    def calls(arm: Any) -> int:
+        return estimate_run(
+            [(item, arm) for item in work],
+            messages_for=lambda item: [HumanMessage(item.question)],
+            parameters=FusionParameters(tools=[], max_completion_tokens=50),
+            prices={},
+            grader_model=None,
+        ).calls
+
+    assert calls(cascade) == calls(fusion) + 2 * 3  # one more analysis and its retry, per item
+    assert calls(exact) == calls(fusion)  # a matching rule asks the judge once
