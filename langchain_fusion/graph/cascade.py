@@ -1,10 +1,11 @@
 """The cascade's nodes and edges: the first seats, and the rest only when they disagree.
 
 ```
-start ─Send×k─▶ panelist ─▶ quorum ─first─▶ judge ─▶ agreement ─agreed──▶ conclude
-                   ▲           │                         └disagreed─▶ escalate ─not asked─▶ conclude
-                   │           └escalation: as without a cascade (met ─▶ judge ─▶ conclude)
-                   └──────────────────── Send×(N−k) ─────────────────────┘
+start ─Send×k─▶ panelist ─▶ quorum ─first─▶ judge ─▶ agreement ─agreed───▶ conclude
+                   ▲           │  (a matching rule, or too few answers: ─▶ agreement)
+                   │           │                         └disagreed─▶ escalate ─not asked─▶ conclude
+                   │           └escalation: met ─▶ judge (every answer) ─▶ conclude
+                   └──────────────── Send×(N−k) ───────────────────────────┘
 ```
 
 The panelist, quorum and judge nodes are the same as without a cascade; a `stage` in the
