@@ -449,3 +449,20 @@ async def test_chat_fusion_runs_the_cascade(
     assert reply.text
     assert [calls(scripted_server, m) for m in PANEL] == [1, 1, 1, 1]  # 42 vs 41: escalated
     assert calls(scripted_server, JUDGE) == 1  # the exact rule needs no first analysis
+
+
+def test_a_cascade_is_in_the_trace_metadata_and_the_chat_model_s_cache_key(
+    scripted_server: ScriptedOpenAIServer,
+) -> None:
+    graph = graph_for(scripted_server, {"first": 2, "rule": "numeric"})
+    described = {"first": 2, "rule": "numeric", "tolerance": 1e-6, "judge_first": False}
+    assert graph.config["metadata"]["fusion_cascade"] == described
+    settings: dict[str, Any] = {
+        "analysis_models": PANEL,
+        "judge_model": JUDGE,
+        "base_url": scripted_server.base_url,
+        "api_key": "sk-test",
+    }
+    plain, cascading = ChatFusion(**settings), ChatFusion(**settings, cascade={"first": 3})
+    assert "cascade" not in plain._identifying_params
+    assert cascading._identifying_params["cascade"]["first"] == 3

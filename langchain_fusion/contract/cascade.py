@@ -114,6 +114,16 @@ def cascade_from(value: Cascade | Mapping[str, Any] | None) -> Cascade | None:
         ) from None
 
 
+def describe_cascade(cascade: Cascade) -> dict[str, Any]:
+    """The cascade as JSON, for traces and cache keys (a callable rule by its name)."""
+    return {
+        "first": cascade.first,
+        "rule": cascade.rule_name,
+        "tolerance": cascade.tolerance,
+        "judge_first": cascade.asks_judge_first,
+    }
+
+
 def check_cascade(cascade: Cascade, seats: int) -> None:
     """A cascade on a panel of `seats` models must leave seats to escalate to."""
     if seats <= MIN_FIRST:

@@ -17,6 +17,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer, Send
 
+from langchain_fusion.contract.cascade import describe_cascade
 from langchain_fusion.contract.errors import refuse_unknown_keywords
 from langchain_fusion.contract.parameters import MAX_PANEL, FusionParameters
 from langchain_fusion.graph.cascade import add_cascade
@@ -152,6 +153,7 @@ def run_metadata(setup: FusionSetup) -> dict[str, Any]:
         "fusion_judge": setup.judge_label,
         "fusion_preset": setup.parameters.preset,
         "fusion_max_tool_calls": setup.parameters.max_tool_calls,
+        **({"fusion_cascade": describe_cascade(setup.cascade)} if setup.cascade else {}),
     }
 
 
