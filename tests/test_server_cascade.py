@@ -166,3 +166,35 @@ def test_the_request_worst_case_counts_the_cascade_s_second_judge_call() -> None
     plain = worst(None)
     assert worst({"first": 2}) == plain + 2  # one more analysis, and its retry
     assert worst({"first": 2, "rule": "exact"}) == plain  # no first analysis: the panel's own
+
+
+def test_an_escalation_streams_only_the_hosted_events(gateway: Gateway) -> None:
+    """On the wire the cascade shows as the hosted events: the first seats added, then the
+    rest; our `cascade.escalated` event stays off it, and the item keeps the contract's
+    fields."""
+    import json
+
+    import httpx
+
+    for seat, reply in zip(SEATS, ["42", "41", "42"], strict=True):
+        gateway.script(seat, healthy(reply=reply))
+    tool = {
+        "type": "openrouter:fusion",
+        "parameters": {"analysis_models": SEATS, "model": JUDGE, "cascade": {"first": 2}},
+    }
+    body = {"model": OUTER, "input": QUESTION, "tools": [tool], "stream": True}
+    body["tool_choice"] = {"type": "function", "name": "fusion"}
+    events = []
+    with httpx.stream("POST", f"{gateway.url}/responses", json=body, timeout=30) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line.removeprefix("data: ")))
+    kinds = [e["type"] for e in events]
+    assert not any("cascade" in kind for kind in kinds)
+    added = [e["model"] for e in events if e["type"] == "response.fusion_call.panel.added"]
+    assert added == SEATS
+    assert kinds.count("response.fusion_call.analysis.in_progress") == 2
+    done = next(e for e in events if e["type"] == "response.output_item.done")
+    assert "cascade" not in done["item"]
+    assert [r["model"] for r in done["item"]["responses"]] == SEATS
