@@ -466,3 +466,28 @@ def test_a_cascade_is_in_the_trace_metadata_and_the_chat_model_s_cache_key(
     plain, cascading = ChatFusion(**settings), ChatFusion(**settings, cascade={"first": 3})
     assert "cascade" not in plain._identifying_params
     assert cascading._identifying_params["cascade"]["first"] == 3
+
+
+def test_the_calling_model_and_the_synthesis_read_why_there_is_no_analysis(
+    scripted_server: ScriptedOpenAIServer,
+) -> None:
+    script(scripted_server, ["42", "42", "1", "2"])
+    tool = FusionTool(
+        backend=backend_for(scripted_server),
+        analysis_models=PANEL,
+        judge_model=JUDGE,
+        tools=[],
+        cascade={"first": 2, "rule": "exact"},
+    )
+    call = {"type": "tool_call", "id": "call_1", "name": "fusion", "args": {"prompt": "6x7?"}}
+    content = tool.invoke(call).content
+    assert "not needed, the first answers agree (the answers match)" in content
+    assert "unknown" not in content
+    graph = create_fusion_graph(
+        FusionParameters(analysis_models=PANEL, model=JUDGE, tools=[]),
+        backend=backend_for(scripted_server),
+        cascade={"first": 2, "rule": "exact"},
+    )
+    assert graph.invoke({"messages": QUESTION})["answer"]
+    (synthesis,) = scripted_server.requests_for(JUDGE)  # the judge writes the final answer
+    assert "not needed, the first answers agree" in synthesis.body["messages"][-1]["content"]
