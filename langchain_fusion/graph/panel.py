@@ -185,7 +185,8 @@ class PanelAnswer:
         content = message.text if message is not None else ""
         if not content.strip():
             return self.failed("empty completion")
-        self.context.clock.record_success()
+        if not self.abandon.is_set():  # a straggler given up on counts toward no quorum
+            self.context.clock.record_success()
         return PanelOutcome(
             index=self.seat.index,
             model=self.seat.name(reported_model(message)),
