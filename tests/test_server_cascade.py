@@ -198,3 +198,21 @@ def test_an_escalation_streams_only_the_hosted_events(gateway: Gateway) -> None:
     done = next(e for e in events if e["type"] == "response.output_item.done")
     assert "cascade" not in done["item"]
     assert [r["model"] for r in done["item"]["responses"]] == SEATS
+
+
+def test_the_fusion_plugin_takes_the_cascade_too(gateway: Gateway) -> None:
+    for seat, reply in zip(SEATS, ["7", "7", "8"], strict=True):
+        gateway.script(seat, healthy(reply=reply))
+    plugin = {"id": "fusion", "analysis_models": SEATS, "model": JUDGE}
+    plugin["cascade"] = {"first": 2, "rule": "exact"}
+    response = gateway.post(
+        "/chat/completions",
+        {
+            "model": "openrouter/fusion",
+            "messages": [{"role": "user", "content": QUESTION}],
+            "plugins": [plugin],
+            "tool_choice": FORCE_FUSION,
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert [_calls(gateway, seat) for seat in SEATS] == [1, 1, 0]

@@ -124,6 +124,7 @@ def find_fusion(
             raise invalid(f"{where}.enabled: expected true or false", f"{where}.enabled")
         enabled = flag
         rest = {k: v for k, v in plugin.items() if k not in ("id", "enabled")}
+        cascade = _cascade(rest.pop("cascade", None), f"{where}.cascade")
         overrides, cache_control = _parameters(rest, where)
         if not enabled and alias is None:
             return None  # the plugin turned off on a plain model: a plain completion
