@@ -114,7 +114,7 @@ def find_fusion(
         if parameters is not None and not isinstance(parameters, dict):
             raise invalid(f"{where}.parameters: expected an object", f"{where}.parameters")
         data = dict(parameters or {})
-        cascade = _cascade(data.pop("cascade", None), f"{where}.parameters.cascade")
+        cascade = _cascade(data.pop("cascade", None), f"{where}.parameters")
         overrides, cache_control = _parameters(data, f"{where}.parameters")
     elif fusion_plugins:
         index, plugin = fusion_plugins[0]
@@ -124,7 +124,7 @@ def find_fusion(
             raise invalid(f"{where}.enabled: expected true or false", f"{where}.enabled")
         enabled = flag
         rest = {k: v for k, v in plugin.items() if k not in ("id", "enabled")}
-        cascade = _cascade(rest.pop("cascade", None), f"{where}.cascade")
+        cascade = _cascade(rest.pop("cascade", None), where)
         overrides, cache_control = _parameters(rest, where)
         if not enabled and alias is None:
             return None  # the plugin turned off on a plain model: a plain completion
@@ -149,15 +149,14 @@ def find_fusion(
 
 
 def _cascade(value: Any, where: str) -> Cascade | None:
-    """`parameters.cascade`: JSON rules only (`analysis`, `exact`, `normalised`, `numeric`)."""
+    """`cascade` of the fusion tool's parameters (or the plugin), validated: JSON, so its
+    rule is one of the named ones."""
     if value is None:
         return None
-    if isinstance(value, dict) and callable(value.get("rule")):
-        raise invalid(f"{where}.rule: one of analysis, exact, normalised, numeric", where)
     try:
         return cascade_from(value)
     except FusionParameterError as error:
-        raise invalid(f"{where}: " + "; ".join(error.problems), where) from None
+        raise invalid(f"{where}." + "; ".join(error.problems), f"{where}.cascade") from None
 
 
 def _objects(value: Any, name: str) -> list[dict[str, Any]]:
