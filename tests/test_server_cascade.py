@@ -216,3 +216,30 @@ def test_the_fusion_plugin_takes_the_cascade_too(gateway: Gateway) -> None:
     )
     assert response.status_code == 200, response.text
     assert [_calls(gateway, seat) for seat in SEATS] == [1, 1, 0]
+
+
+def test_serve_s_configuration_carries_no_extensions_to_every_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`serve --no-extensions` sets `ServerConfig.extensions`; workers rebuild the app from
+    its JSON (`app_from_environment`), whose gateway then refuses the cascade."""
+    import httpx
+
+    from langchain_fusion.server import FusionServer
+    from langchain_fusion.server.config import CONFIG_ENV, ServerConfig, app_from_environment
+    from langchain_fusion.testing import ScriptedOpenAIServer
+
+    with ScriptedOpenAIServer(default=healthy()) as upstream:
+        monkeypatch.setenv("OPENROUTER_BASE_URL", upstream.base_url)
+        monkeypatch.setenv("OPENROUTER_API_KEY", "sk-upstream")
+        config = ServerConfig(parameters={"analysis_models": SEATS, "tools": []}, extensions=False)
+        monkeypatch.setenv(CONFIG_ENV, config.model_dump_json())  # what `export` sets
+        tool = {"type": "openrouter:fusion", "parameters": {"cascade": {"first": 2}}}
+        body = {"model": OUTER, "messages": [{"role": "user", "content": QUESTION}]}
+        with FusionServer(app_from_environment()) as server:
+            response = httpx.post(
+                f"{server.base_url}/chat/completions", json={**body, "tools": [tool]}, timeout=30
+            )
+        assert response.status_code == 400
+        assert "--no-extensions" in error_of(response)["message"]
+        assert upstream.requests == []
