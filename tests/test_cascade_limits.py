@@ -164,3 +164,16 @@ def test_a_bad_cascade_is_refused_before_any_call(
     with pytest.raises(FusionParameterError, match=message):
         graph_for(scripted_server, cascade, limits=limits)
     assert scripted_server.requests == []
+
+
+def test_fusion_tool_refuses_a_bad_cascade_with_our_message(
+    scripted_server: ScriptedOpenAIServer,
+) -> None:
+    from langchain_fusion import FusionTool
+
+    with pytest.raises(ValueError, match="unknown field; allowed fields: first, rule"):
+        FusionTool(backend=backend_for(scripted_server), cascade={"first": 2, "rul": "exact"})
+    with pytest.raises(ValueError, match="no seat would be left"):
+        FusionTool(
+            backend=backend_for(scripted_server), analysis_models=PANEL, cascade={"first": 4}
+        )

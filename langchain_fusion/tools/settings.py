@@ -11,10 +11,10 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from langchain_fusion.backends import ModelLike, OpenAICompatibleBackend
-from langchain_fusion.contract.cascade import Cascade
+from langchain_fusion.contract.cascade import Cascade, cascade_from
 from langchain_fusion.contract.errors import unknown_keywords
 from langchain_fusion.contract.parameters import (
     CacheControl,
@@ -81,6 +81,11 @@ class FusionSettings(BaseModel):
             ]
             unknown_keywords(cls.__name__, data, names)
         return data
+
+    @field_validator("cascade", mode="before")
+    @classmethod
+    def _cascade(cls, value: Any) -> Cascade | None:
+        return cascade_from(value)  # our messages (allowed fields, rules), not pydantic's
 
     def fusion_limits(self) -> FusionLimits:
         """The effective `FusionLimits` (raises `FusionParameterError` on bad values)."""
