@@ -69,8 +69,10 @@ export class Column {
     this.node.setAttribute("aria-label", `Panelist ${model}`);
     const head = el("header", "column-head");
     const title = el("h3", "column-model");
+    const slash = name.lastIndexOf("/");
+    if (slash > 0) title.append(el("span", "provider", name.slice(0, slash + 1)));
+    title.append(el("span", "model-name", slash > 0 ? name.slice(slash + 1) : name));
     if (seat) title.append(el("span", "seat", seat));
-    title.append(el("span", "model-name", name));
     title.title = model;
     this.badge = el("span", "state");
     head.append(title, this.badge);

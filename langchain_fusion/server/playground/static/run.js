@@ -40,11 +40,14 @@ export class RunView {
     root.querySelector("#sources").replaceChildren();
     this.paintAnswer = throttled(() => this.answerEl.replaceChildren(renderMarkdown(this.answer)));
     this.timer = setInterval(() => this.tick(), 200);
+    this.started = performance.now();
     this.status("Waiting for the server…");
   }
 
-  status(text) {
-    this.root.querySelector("#run-status").textContent = text;
+  status(text, state = "running") {
+    const line = this.root.querySelector("#run-status");
+    line.textContent = text;
+    line.dataset.state = state;
   }
 
   tick() {
@@ -110,7 +113,8 @@ export class RunView {
       const items = list(event.response?.output);
       const fusion = items.find((i) => i?.type === "openrouter:fusion");
       if (fusion && !this.item) this.fusionItem(fusion);
-      this.finish(type === "response.incomplete" ? "Done (the answer hit its length limit)." : "Done.");
+      const took = `${((performance.now() - this.started) / 1000).toFixed(1)} s`;
+      this.finish(type === "response.incomplete" ? `Done in ${took} (the answer hit its length limit).` : `Done in ${took}.`);
     } else if (type === "response.failed" || type === "error") {
       const message = event.message || event.response?.error?.message || "the run failed";
       this.fail(str(message));
@@ -257,7 +261,7 @@ export class RunView {
     box.textContent = parts.join(" · ");
   }
 
-  finish(message) {
+  finish(message, state = "done") {
     clearInterval(this.timer);
     for (const column of this.columns.values()) {
       if (column.live) column.set(column.content ? STATES.done : STATES.stopped);
@@ -265,17 +269,17 @@ export class RunView {
     this.answerEl.setAttribute("aria-busy", "false");
     this.paintAnswer();
     this.renderUsage();
-    this.status(message);
+    this.status(message, state);
   }
 
   fail(message) {
     this.error = message;
-    this.finish(`Failed: ${message}`);
+    this.finish(`Failed: ${message}`, "failed");
   }
 
   stop() {
     for (const column of this.columns.values()) if (column.live) column.set(STATES.stopped);
-    this.finish("Stopped.");
+    this.finish("Stopped.", "failed");
   }
 
   record() {
@@ -311,7 +315,10 @@ export class RunView {
     view.usage = saved.usage || null;
     view.model = str(saved.model);
     view.error = str(saved.error);
-    view.finish(saved.error ? `Failed: ${saved.error}` : "Reopened from history.");
+    view.finish(
+      saved.error ? `Failed: ${saved.error}` : `Reopened from history (${new Date(saved.at).toLocaleString()}).`,
+      saved.error ? "failed" : "done",
+    );
     return view;
   }
 }
