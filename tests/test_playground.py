@@ -60,7 +60,11 @@ ANALYSIS: dict[str, Any] = {
     "unique_insights": [{"model": PANEL[1], "insight": "Bus lanes can be tried in a month."}],
     "blind_spots": ["Nobody priced the disruption of construction."],
 }
-ANSWER = "Start with **bus lanes** now, and plan a tram for the busiest corridor."
+ANSWER = (
+    "Start with **bus lanes** now, and plan a tram for the busiest corridor once its "
+    "ridership passes twenty thousand a day; until then, frequent buses in their own lanes "
+    "carry the same riders for a fraction of the cost."
+)
 HOSTILE = (
     "Look: <script>window.__pwned = 'script'</script> and "
     "<img src=x onerror=\"window.__pwned = 'img'\"> end."
@@ -106,13 +110,14 @@ class Playground:
         )
 
 
-def script(upstream: ScriptedOpenAIServer, **answers: ModelScript) -> None:
+def script(upstream: ScriptedOpenAIServer, *, paced: bool = False, **answers: ModelScript) -> None:
+    """Healthy models, the analyst with ANALYSIS and ANSWER; `paced` streams token by token
+    (slower: only where a test watches text arrive)."""
     upstream.reset()
+    pace = {"tokens_per_second": 300} if paced else {}
     for model in PANEL:
-        upstream.set_script(model, healthy(tokens_per_second=200))
-    upstream.set_script(
-        QUALITY_JUDGE, healthy(json_reply=ANALYSIS, reply=ANSWER, tokens_per_second=100)
-    )
+        upstream.set_script(model, healthy(**pace))
+    upstream.set_script(QUALITY_JUDGE, healthy(json_reply=ANALYSIS, reply=ANSWER, **pace))
     for model, answer in answers.items():
         upstream.set_script(model, answer)
 
@@ -157,6 +162,7 @@ def column(page: Any, model: str) -> Any:
 
 
 def test_a_run_fills_every_column_the_analysis_and_the_streamed_answer(site: Playground) -> None:
+    script(site.upstream, paced=True)
     page = site.page()
     # Record each length the answer had: it must grow in steps, not appear at once.
     page.evaluate(
@@ -221,8 +227,10 @@ def test_the_page_asks_for_the_key_and_keeps_it_in_the_tab_only(site: Playground
     page.get_by_label("Server key").fill(KEY)
     page.get_by_role("button", name="Use key").click()
     expect(page.locator("#server-status")).to_have_attribute("data-state", "ok")
-    run(page)
-    assert column(page, PANEL[0]).locator(".state").text_content() == "done"
+    assert page.locator("#model option").all_text_contents() == [
+        "openrouter/fusion",
+        "openrouter/fusion-flash",
+    ]  # from GET /v1/models, which answers only with the key
     stored = page.evaluate("() => [sessionStorage.getItem('langchain-fusion:server-key'),"
                            " JSON.stringify(localStorage)]")
     assert stored[0] == KEY
@@ -252,8 +260,7 @@ def test_history_survives_a_reload_and_reopens_a_run(site: Playground) -> None:
     assert page.locator("#history-list .history-item").count() == 0
 
 
-@pytest.mark.parametrize("api", ["responses", "chat"])
-def test_copy_as_request_gives_json_the_server_accepts(site: Playground, api: str) -> None:
+def test_copy_as_request_gives_json_the_server_accepts(site: Playground) -> None:
     page = site.page()
     page.get_by_label("Prompt").fill(PROMPT)
     page.get_by_label("Add a panel model").fill(PANEL[1])
@@ -262,22 +269,26 @@ def test_copy_as_request_gives_json_the_server_accepts(site: Playground, api: st
     page.get_by_label("Add a panel model").press("Enter")  # a repeat: two seats
     page.get_by_label("max_tool_calls").fill("2")
     page.get_by_role("button", name="Copy as request").click()
-    page.get_by_label("API").select_option(api)
-    text = page.get_by_label("Request JSON").input_value()
-    assert page.evaluate("navigator.clipboard.readText()") == text or api == "chat"
-    body = json.loads(text)
-    (tool,) = body["tools"]
-    assert tool == {
-        "type": "openrouter:fusion",
-        "parameters": {"analysis_models": [PANEL[1], PANEL[1]], "max_tool_calls": 2},
-    }
-    path = "chat/completions" if api == "chat" else "responses"
-    assert page.locator("#request-url").text_content() == f"POST {site.url}v1/{path}"
-    response = site.api(path, body)
-    assert response.status_code == 200, response.text
-    assert len(site.upstream.requests_for(PANEL[1])) == 2  # the panel the JSON named ran
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == page.get_by_label("Request JSON").input_value()
+    for api, path in [("responses", "responses"), ("chat", "chat/completions")]:
+        page.get_by_label("API").select_option(api)
+        body = json.loads(page.get_by_label("Request JSON").input_value())
+        (tool,) = body["tools"]
+        assert tool == {
+            "type": "openrouter:fusion",
+            "parameters": {"analysis_models": [PANEL[1], PANEL[1]], "max_tool_calls": 2},
+        }
+        assert page.locator("#request-url").text_content() == f"POST {site.url}v1/{path}"
+        site.upstream.reset()
+        response = site.api(path, body)
+        assert response.status_code == 200, response.text
+        assert len(site.upstream.requests_for(PANEL[1])) == 2  # the panel the JSON named ran
+        assert site.upstream.requests_for(PANEL[0]) == []
     page.get_by_label("For").select_option("hosted")
-    assert page.locator("#request-url").text_content().startswith("POST https://openrouter.ai/")
+    assert page.locator("#request-url").text_content() == (
+        "POST https://openrouter.ai/api/v1/chat/completions"
+    )
 
 
 def test_model_html_is_shown_as_text_and_runs_nothing(site: Playground) -> None:
