@@ -107,7 +107,8 @@ def main() -> None:
                     page.get_by_label("Add a panel model").fill(model)
                     page.get_by_label("Add a panel model").press("Enter")
                 page.get_by_role("button", name="Run", exact=True).click()
-                expect(page.locator("#run-status")).to_have_text(re.compile("^Done"), timeout=30_000)
+                done = re.compile("^Done")
+                expect(page.locator("#run-status")).to_have_text(done, timeout=30_000)
                 page.locator("#prompt").blur()
                 full = page.evaluate("document.documentElement.scrollHeight")
                 clip = {"x": 0, "y": 0, "width": viewport["width"], "height": min(full, height)}

@@ -231,8 +231,10 @@ def test_the_page_asks_for_the_key_and_keeps_it_in_the_tab_only(site: Playground
         "openrouter/fusion",
         "openrouter/fusion-flash",
     ]  # from GET /v1/models, which answers only with the key
-    stored = page.evaluate("() => [sessionStorage.getItem('langchain-fusion:server-key'),"
-                           " JSON.stringify(localStorage)]")
+    stored = page.evaluate(
+        "() => [sessionStorage.getItem('langchain-fusion:server-key'),"
+        " JSON.stringify(localStorage)]"
+    )
     assert stored[0] == KEY
     assert KEY not in stored[1]  # the history holds no key
     assert all(KEY not in url for url in site.requests)

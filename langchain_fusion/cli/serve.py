@@ -236,7 +236,8 @@ def serve(
             if details:
                 err.print("; ".join(details), highlight=False, soft_wrap=True)
             if not no_playground:  # after the lines scripts read
-                err.print(f"Playground: {url.removesuffix('/v1')}/", highlight=False, soft_wrap=True)
+                page = f"{url.removesuffix('/v1')}/"
+                err.print(f"Playground: {page}", highlight=False, soft_wrap=True)
 
         if workers > 1:
             config.export()  # each worker builds the app from it
