@@ -20,6 +20,7 @@ import httpx
 import pytest
 from test_server_support import PANEL, QUALITY_JUDGE, healthy, serve_command
 
+from langchain_fusion.contract.presets import PRESETS
 from langchain_fusion.testing import ModelScript, ScriptedOpenAIServer
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -36,13 +37,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-pytestmark = [
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason="no Chromium on this machine (apt-get install -y chromium; .ci/run does)",
-    ),
-    pytest.mark.timeout(60),
-]
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="no Chromium on this machine (apt-get install -y chromium; .ci/run does)",
+)
 KEY = "sk-playground-server-key-0123456789"
 PROMPT = "Should a city build a tram or more bus lanes?"
 ANALYSIS: dict[str, Any] = {
@@ -207,10 +205,14 @@ def test_a_run_fills_every_column_the_analysis_and_the_streamed_answer(site: Pla
         assert page.locator(region).first.get_attribute("aria-live") == "polite"
 
 
-def test_a_failed_panelist_shows_its_reason_next_to_the_others(site: Playground) -> None:
+def test_a_failed_panelist_shows_its_reason_next_to_the_others(
+    site: Playground, tmp_path: Path
+) -> None:
     site.upstream.set_script(PANEL[1], ModelScript(status_code=429))
     page = site.page()
-    run(page)
+    page.get_by_label("Prompt").fill(PROMPT)
+    page.get_by_label("Prompt").press("Control+Enter")  # the keyboard runs it too
+    expect(page.locator("#run-status")).to_have_text(re.compile("^Done"), timeout=20_000)
     failed = column(page, PANEL[1])
     assert failed.locator(".state").text_content() == "failed"
     reason = failed.locator(".failure").inner_text()
@@ -218,6 +220,16 @@ def test_a_failed_panelist_shows_its_reason_next_to_the_others(site: Playground)
     assert "scripted failure: 429" in reason
     assert column(page, PANEL[0]).locator(".state").text_content() == "done"
     assert "1 of 2 panelists answered" in page.locator("#usage").text_content()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download result JSON").click()
+    saved = tmp_path / "result.json"
+    download.value.save_as(saved)
+    result = json.loads(saved.read_text())
+    assert result["status"] == "ok"
+    assert result["analysis"] == ANALYSIS
+    assert [r["model"] for r in result["responses"]] == [PANEL[0]]
+    (failure,) = result["failed_models"]
+    assert (failure["model"], failure["status_code"]) == (PANEL[1], 429)
 
 
 def test_the_page_asks_for_the_key_and_keeps_it_in_the_tab_only(site: Playground) -> None:
@@ -255,6 +267,15 @@ def test_history_survives_a_reload_and_reopens_a_run(site: Playground) -> None:
     assert page.get_by_label("Prompt").input_value() == PROMPT
     assert " ".join(page.locator("#answer").inner_text().split()) == ANSWER.replace("**", "")
     assert page.locator(".analysis-section").count() == 5
+    # Readable at phone width (nothing wider than the screen) and dark when asked.
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    light = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.emulate_media(color_scheme="dark")
+    dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert sum(map(int, re.findall(r"\d+", dark)[:3])) < 100 < sum(
+        map(int, re.findall(r"\d+", light)[:3])
+    )
     page.get_by_role("button", name="Clear").click()
     assert entries.count() == 0
     page.reload()
@@ -263,8 +284,15 @@ def test_history_survives_a_reload_and_reopens_a_run(site: Playground) -> None:
 
 
 def test_copy_as_request_gives_json_the_server_accepts(site: Playground) -> None:
+    fast = PRESETS["general-fast"]
     page = site.page()
     page.get_by_label("Prompt").fill(PROMPT)
+    page.get_by_label("Preset").select_option("general-fast")  # fills the panel and analyst
+    assert page.locator("#chips .chip span").all_text_contents() == list(fast.analysis_models)
+    assert page.get_by_label("Analyst").input_value() == fast.model
+    for model in fast.analysis_models:
+        page.get_by_role("button", name=f"Remove {model}").click()
+    page.get_by_label("Analyst").fill("")
     page.get_by_label("Add a panel model").fill(PANEL[1])
     page.get_by_role("button", name="Add", exact=True).click()
     page.get_by_label("Add a panel model").fill(PANEL[1])

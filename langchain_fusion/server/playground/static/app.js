@@ -166,8 +166,12 @@ async function run() {
   $("run").disabled = true;
   $("stop").hidden = false;
   const record = { id: crypto.randomUUID(), at: new Date().toISOString(), ask };
+  let accepted = false; // a request the server refused (a 4xx) is not a run to keep
   try {
-    await streamResponses(responsesBody(ask, { stream: true }), controller.signal, (e) => view.handle(e));
+    await streamResponses(responsesBody(ask, { stream: true }), controller.signal, (event) => {
+      accepted = true;
+      view.handle(event);
+    });
     if (!view.usage && !view.error) view.finish("Done.");
   } catch (error) {
     if (controller.signal.aborted) view.stop();
@@ -180,6 +184,7 @@ async function run() {
     $("stop").hidden = true;
     if (state.controller === controller) state.controller = null;
   }
+  if (!accepted) return;
   saveRun({ ...record, ...view.record() });
   state.runs = loadHistory();
   renderHistory();
