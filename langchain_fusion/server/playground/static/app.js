@@ -34,6 +34,7 @@ function say(id, text) {
 
 function needKey(message) {
   $("key-form").hidden = false;
+  delete $("key-form").dataset.state;
   say("key-hint", message);
   $("server-key").focus();
 }
@@ -49,7 +50,10 @@ async function connect() {
     fillSuggestions(others);
     say("server-status", `Connected · ${location.host}`);
     $("server-status").dataset.state = "ok";
-    if (serverKey.get()) say("key-hint", "Key accepted. It is kept in this tab only.");
+    if (serverKey.get()) {
+      say("key-hint", "Using your server key (kept in this tab only).");
+      $("key-form").dataset.state = "ok";
+    }
   } catch (error) {
     $("server-status").dataset.state = "error";
     if (error instanceof ApiError && error.status === 401) {
@@ -301,7 +305,9 @@ function wire() {
   });
   $("forget-key").addEventListener("click", () => {
     serverKey.set("");
-    say("key-hint", "Key forgotten.");
+    delete $("key-form").dataset.state;
+    say("key-hint", "Key forgotten: this tab no longer sends it.");
+    $("server-key").focus();
   });
   $("copy-request").addEventListener("click", copyRequest);
   for (const id of ["request-api", "request-target"]) {

@@ -34,11 +34,14 @@ export class RunView {
     this.analysisEl = root.querySelector("#analysis");
     this.answerEl = root.querySelector("#answer");
     this.answerEl.setAttribute("aria-busy", "true");
-    this.analysisEl.replaceChildren();
-    this.answerEl.replaceChildren();
+    this.analysisEl.replaceChildren(el("p", "pending", "The analysis follows the panel's answers."));
+    this.answerEl.replaceChildren(el("p", "pending", "The answer follows the analysis."));
     root.querySelector("#usage").textContent = "";
     root.querySelector("#sources").replaceChildren();
-    this.paintAnswer = throttled(() => this.answerEl.replaceChildren(renderMarkdown(this.answer)));
+    this.paintAnswer = throttled(() => {
+      if (this.answer) this.answerEl.replaceChildren(renderMarkdown(this.answer));
+      else if (this.settled) this.answerEl.replaceChildren(el("p", "pending", "No final answer."));
+    });
     this.timer = setInterval(() => this.tick(), 200);
     this.started = performance.now();
     this.status("Waiting for the server…");
@@ -263,6 +266,10 @@ export class RunView {
 
   finish(message, state = "done") {
     clearInterval(this.timer);
+    this.settled = true;
+    if (!this.analysis && this.analysisEl.querySelector(".pending")) {
+      this.analysisEl.replaceChildren(el("p", "notice", "No analysis."));
+    }
     for (const column of this.columns.values()) {
       if (column.live) column.set(column.content ? STATES.done : STATES.stopped);
     }
