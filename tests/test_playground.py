@@ -273,8 +273,10 @@ def test_history_survives_a_reload_and_reopens_a_run(site: Playground) -> None:
     light = page.evaluate("getComputedStyle(document.body).backgroundColor")
     page.emulate_media(color_scheme="dark")
     dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
-    assert sum(map(int, re.findall(r"\d+", dark)[:3])) < 100 < sum(
-        map(int, re.findall(r"\d+", light)[:3])
+    assert (
+        sum(map(int, re.findall(r"\d+", dark)[:3]))
+        < 100
+        < sum(map(int, re.findall(r"\d+", light)[:3]))
     )
     page.get_by_role("button", name="Clear").click()
     assert entries.count() == 0
