@@ -94,7 +94,7 @@ class Playground:
             )
         page = context.new_page()
         page.on("pageerror", lambda error: self.errors.append(str(error)))
-        page.set_default_timeout(15_000)
+        page.set_default_timeout(60_000)
         page.goto(self.url)
         page.wait_for_selector("body[data-ready=true]")
         return page
@@ -104,7 +104,7 @@ class Playground:
             f"{self.url}v1/{path}",
             json=body,
             headers={"authorization": f"Bearer {KEY}"},
-            timeout=30,
+            timeout=120,
         )
 
 
@@ -152,7 +152,7 @@ def site(playground: Playground) -> Iterator[Playground]:
 def run(page: Any, prompt: str = PROMPT) -> None:
     page.get_by_label("Prompt").fill(prompt)
     page.get_by_role("button", name="Run", exact=True).click()
-    expect(page.locator("#run-status")).to_have_text(re.compile("^Done"), timeout=20_000)
+    expect(page.locator("#run-status")).to_have_text(re.compile("^Done"), timeout=90_000)
 
 
 def column(page: Any, model: str) -> Any:
@@ -212,7 +212,7 @@ def test_a_failed_panelist_shows_its_reason_next_to_the_others(
     page = site.page()
     page.get_by_label("Prompt").fill(PROMPT)
     page.get_by_label("Prompt").press("Control+Enter")  # the keyboard runs it too
-    expect(page.locator("#run-status")).to_have_text(re.compile("^Done"), timeout=20_000)
+    expect(page.locator("#run-status")).to_have_text(re.compile("^Done"), timeout=90_000)
     failed = column(page, PANEL[1])
     assert failed.locator(".state").text_content() == "failed"
     reason = failed.locator(".failure").inner_text()
