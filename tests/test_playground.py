@@ -25,6 +25,7 @@ from langchain_fusion.testing import ModelScript, ScriptedOpenAIServer
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
+expect.set_options(timeout=60_000)  # a wait, not a speed check: the machine may be busy
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
