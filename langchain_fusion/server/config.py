@@ -51,6 +51,8 @@ class ServerConfig(BaseModel):
     keepalive_s: float = Field(default=KEEPALIVE_S, gt=0)
     extensions: bool = True
     """Accept our extensions of the contract (`parameters.cascade`); False: 400."""
+    playground: bool = True
+    """Serve the browser playground at `/`."""
 
     @model_validator(mode="after")
     def _costs_need_prices(self) -> ServerConfig:
@@ -99,6 +101,7 @@ class ServerConfig(BaseModel):
             ),
             ledger=SpendLedger(target) if target is not None else None,
             keepalive_s=self.keepalive_s,
+            playground=self.playground,
         )
 
     def export(self) -> None:
