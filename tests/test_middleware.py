@@ -196,9 +196,7 @@ async def test_a_second_call_in_a_later_step_is_capped(
     fusion = middleware_for(scripted_server, offer_again_in_turn=offer_again)
     # The router sits inside fusion's wrapper (later in the list): it sees fusion's choice.
     agent = agent_for(scripted_server, fusion, SecondStepModel(scripted_server, ["again", "last"]))
-    final = await agent.ainvoke(
-        {"messages": [HumanMessage(QUESTION)]}, {"recursion_limit": 12}
-    )
+    final = await agent.ainvoke({"messages": [HumanMessage(QUESTION)]}, {"recursion_limit": 12})
     assert deliberations(scripted_server) == 1
     (again,) = scripted_server.requests_for("again")
     assert ("fusion" in offered(again)) is offer_again
@@ -301,7 +299,9 @@ def test_fusion_keywords_are_validated_as_fusion_tool_validates_them(
         FusionMiddleware(analysis_model=PANEL)  # did you mean analysis_models
     with pytest.raises(ValueError, match="when must be"):
         middleware_for(scripted_server, when="sometimes")
-    ready = FusionTool(analysis_models=PANEL, judge_model=JUDGE, backend=backend_for(scripted_server))
+    ready = FusionTool(
+        analysis_models=PANEL, judge_model=JUDGE, backend=backend_for(scripted_server)
+    )
     assert FusionMiddleware(tool=ready).tools == [ready]
     with pytest.raises(TypeError, match="not both"):
         FusionMiddleware(tool=ready, preset="general-fast")
