@@ -10,7 +10,6 @@ run's events (`astream_events`), as the gateway's Responses stream reads it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -102,25 +101,19 @@ class FusionRunner:
     async def _deliberate(self, prepared: Prepared, progress: Progress | None) -> Outcome:
         done = 0
         final: Any = None
-        source = prepared.chat.astream_events(
-            prepared.messages, version="v2", tool_choice="required"
-        )
         try:
-            # Closed explicitly: a generator left open on cancellation would leave the run
-            # it drives going on in its own task.
-            async with contextlib.aclosing(source):
-                async for event in source:
-                    kind = event["event"]
-                    if kind == "on_chat_model_end" and not event["parent_ids"]:
-                        final = event["data"]["output"]
-                    elif kind == "on_custom_event" and event["name"] in _PANELIST_DONE:
-                        done += 1
-                        if progress is not None:
-                            model = event["data"].get("model", "a panelist")
-                            verb = (
-                                "answered" if event["name"] == events.PANEL_COMPLETED else "failed"
-                            )
-                            await progress(done, prepared.panel_size, f"{model} {verb}")
+            async for event in prepared.chat.astream_events(
+                prepared.messages, version="v2", tool_choice="required"
+            ):
+                kind = event["event"]
+                if kind == "on_chat_model_end" and not event["parent_ids"]:
+                    final = event["data"]["output"]
+                elif kind == "on_custom_event" and event["name"] in _PANELIST_DONE:
+                    done += 1
+                    if progress is not None:
+                        model = event["data"].get("model", "a panelist")
+                        verb = "answered" if event["name"] == events.PANEL_COMPLETED else "failed"
+                        await progress(done, prepared.panel_size, f"{model} {verb}")
         except asyncio.CancelledError:
             raise
         except Exception as error:
