@@ -30,6 +30,7 @@ from pydantic import SecretStr
 
 from langchain_fusion import OpenAICompatibleBackend
 from langchain_fusion.mcp import PRESETS_URI, build_runner, create_mcp_server
+from langchain_fusion.server.errors import GatewayError
 from langchain_fusion.server.policy import Policy
 from langchain_fusion.testing import ModelScript, ScriptedOpenAIServer
 
@@ -259,3 +260,23 @@ async def test_the_presets_resource() -> None:
     assert {"general-high", "general-budget", "general-fast"} <= set(presets)
     assert presets["general-high"]["analysis_models"][0] == "~anthropic/claude-opus-latest"
     assert presets["general-high"]["model"]
+
+
+async def test_the_configured_key_never_reaches_a_client() -> None:
+    secret = "sk-or-v1-secret-value-0123456789"
+    with ScriptedOpenAIServer() as scripted:
+        for model in (*PANEL, JUDGE):
+            scripted.set_script(model, ModelScript(status_code=401))
+        backend = OpenAICompatibleBackend(
+            base_url=scripted.base_url, api_key=SecretStr(secret), max_retries=0, timeout=10
+        )
+        runner = build_runner(backend=backend, analysis_models=PANEL, judge_model=JUDGE, tools=[])
+        assert runner.secrets == [secret]
+        # An upstream text that quotes the key (some providers echo it) is redacted.
+        echoed = runner.describe(GatewayError(401, f"invalid api key {secret}"))
+        assert secret not in echoed
+        server = create_mcp_server(runner)
+        async with create_connected_server_and_client_session(server._mcp_server) as client:
+            result = await client.call_tool("fusion", {"prompt": QUESTION})
+    assert result.isError
+    assert secret not in result.model_dump_json()
