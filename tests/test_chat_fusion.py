@@ -68,6 +68,7 @@ def test_all_is_pinned() -> None:
             "ChatOpenAICompatible",
             "FailedModel",
             "FusionAnalysis",
+            "FusionMiddleware",
             "FusionParameterError",
             "FusionParameters",
             "FusionResult",

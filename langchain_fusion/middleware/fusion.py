@@ -26,6 +26,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from langchain_fusion.contract.result import FusionResult
+from langchain_fusion.middleware.stream import FusionProgressTransformer
 from langchain_fusion.middleware.turn import (
     CAPPED,
     capped_message,
@@ -83,6 +84,8 @@ class FusionMiddleware(AgentMiddleware[FusionAgentState, Any, Any]):
     """
 
     state_schema = FusionAgentState
+    # `agent.stream_events(..., version="v3")` shows the progress on `run.fusion`.
+    transformers = (FusionProgressTransformer,)
 
     def __init__(
         self,
