@@ -58,3 +58,17 @@ def test_the_middleware_example(on_the_scripted_server: ScriptedOpenAIServer) ->
         namespace["state"]["messages"][-1].content
         == server.requests_for("gpt-4.1")[-1].response_text
     )
+
+
+def test_the_content_blocks_example(
+    on_the_scripted_server: ScriptedOpenAIServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace = run_example("content-blocks")
+    call, result = namespace["call"], namespace["result"]
+    assert (call["type"], call["name"]) == ("server_tool_call", "fusion")
+    assert call["args"] == {"prompt": "Where do experts disagree on dark matter?"}
+    assert (result["type"], result["status"]) == ("server_tool_result", "success")
+    assert result["output"] == namespace["message"].response_metadata["fusion_result"]
+    assert result["output"]["analysis"]["consensus"]
+    printed = capsys.readouterr().out.split()
+    assert printed == ["text", "server_tool_call", "server_tool_result"]
