@@ -175,3 +175,18 @@ async def test_mounted_in_a_langchain_agent_through_the_adapters(
     texts = [sent] if isinstance(sent, str) else [block["text"] for block in sent]
     assert texts == [answer_of(scripted)]
     assert final["messages"][-1].content == second.response_text
+
+
+def test_the_command_refuses_bad_options_before_starting(scripted: ScriptedOpenAIServer) -> None:
+    from typer.testing import CliRunner
+
+    from langchain_fusion.cli import app
+
+    before = len(scripted.requests)
+    help_text = " ".join(CliRunner().invoke(app, ["mcp", "--help"]).output.split())
+    for option in ["--http", "--port", "--base-url", "--local", "--allow-models", "--max-panel"]:
+        assert option in help_text
+    done = CliRunner().invoke(app, ["mcp", "--max-tool-calls", "99"], env=backend_env(scripted))
+    assert done.exit_code == 2
+    assert "max_tool_calls" in done.output
+    assert len(scripted.requests) == before
