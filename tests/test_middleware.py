@@ -321,3 +321,30 @@ def test_a_failed_deliberation_reaches_the_model_and_the_state(
     second = scripted_server.requests_for(AGENT)[-1]
     assert "failure_reason=rate_limited" in second.body["messages"][-1]["content"]
     assert offered(second) == ["get_weather"]  # it ran (and failed): not offered again
+
+
+async def test_the_agents_messages_stream_shows_its_own_model_only(
+    scripted_server: ScriptedOpenAIServer,
+) -> None:
+    """The panel's and the judge's tokens stay off the agent's `messages` stream, on both
+    paths to a deliberation (the model's call, and `when="always"`)."""
+    scripted_server.set_script(AGENT, ModelScript(tool_calls=[FUSION_CALL]))
+    for when in ("model_decides", "always"):
+        agent = agent_for(scripted_server, middleware_for(scripted_server, when=when))
+        others = []
+        # subgraphs=True: the deliberation runs as a nested graph, whose model calls a
+        # messages stream would show when it includes subgraphs.
+        async for _, (chunk, metadata) in agent.astream(
+            {"messages": [HumanMessage(QUESTION)]}, stream_mode="messages", subgraphs=True
+        ):
+            if isinstance(chunk, AIMessage) and metadata["langgraph_node"] != "model":
+                others.append((metadata["langgraph_node"], chunk))
+        if when == "model_decides":
+            assert others == []
+        else:
+            # Only the call shown in the transcript, which the node adds to the state.
+            ((node, shown),) = others
+            assert node == "FusionMiddleware.before_model"
+            assert shown.content == ""
+            assert [call["name"] for call in shown.tool_calls] == ["fusion"]
+    assert deliberations(scripted_server) == 2
