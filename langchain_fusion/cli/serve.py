@@ -143,6 +143,13 @@ def serve(
             rich_help_panel=_PANEL,
         ),
     ] = None,
+    no_playground: Annotated[
+        bool,
+        typer.Option(
+            "--no-playground",
+            help="Serve the API only: no browser playground at / (docs/server.md).",
+        ),
+    ] = False,
 ) -> None:
     """Serve fusion as an OpenAI- and OpenRouter-compatible API (docs/server.md).
 
@@ -193,6 +200,7 @@ def serve(
             max_request_tokens=max_request_tokens,
             max_request_cost=max_request_cost,
             prices=fusion_server.load_prices(prices) if prices else {},
+            playground=not no_playground,
         )
     except ValueError as error:
         fail(err, str(error))
@@ -227,6 +235,9 @@ def serve(
                 details.append("callers pay with their own upstream key")
             if details:
                 err.print("; ".join(details), highlight=False, soft_wrap=True)
+            if not no_playground:  # after the lines scripts read
+                page = f"{url.removesuffix('/v1')}/"
+                err.print(f"Playground: {page}", highlight=False, soft_wrap=True)
 
         if workers > 1:
             config.export()  # each worker builds the app from it

@@ -49,6 +49,8 @@ class ServerConfig(BaseModel):
     max_request_cost: float | None = Field(default=None, gt=0)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     keepalive_s: float = Field(default=KEEPALIVE_S, gt=0)
+    playground: bool = True
+    """Serve the browser playground at `/`."""
 
     @model_validator(mode="after")
     def _costs_need_prices(self) -> ServerConfig:
@@ -96,6 +98,7 @@ class ServerConfig(BaseModel):
             ),
             ledger=SpendLedger(target) if target is not None else None,
             keepalive_s=self.keepalive_s,
+            playground=self.playground,
         )
 
     def export(self) -> None:
