@@ -33,6 +33,7 @@ from langchain_fusion.backends import (
 )
 from langchain_fusion.chat_models.callbacks import child_config, parent_run
 from langchain_fusion.chat_models.tool_loop import OuterTurn, ToolChoice, normalise_choice
+from langchain_fusion.contract.cascade import describe_cascade
 from langchain_fusion.graph import FusionSetup
 from langchain_fusion.graph.inner_call import configure_inner_call
 from langchain_fusion.graph.progress import STREAM_PANEL_TOKENS_KEY
@@ -195,6 +196,8 @@ class ChatFusion(FusionSettings, BaseChatModel):
             "max_invocations": self.max_invocations,
             "anonymize_judge": self.anonymize_judge,
             "research_tools": [tool.name for tool in self.research_tools or ()],
+            # A cascade changes what a deliberation answers: part of the cache key.
+            **({"cascade": describe_cascade(setup.cascade)} if setup.cascade else {}),
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:

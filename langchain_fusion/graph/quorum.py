@@ -13,6 +13,7 @@ from langgraph.graph import END
 from langgraph.runtime import get_runtime
 
 from langchain_fusion.contract import events
+from langchain_fusion.graph.cascade_report import with_cascade
 from langchain_fusion.graph.context import FusionContext
 from langchain_fusion.graph.judge import JUDGE
 from langchain_fusion.graph.progress import Progress
@@ -46,6 +47,7 @@ def conclude(state: FusionState) -> dict[str, Any]:
     runtime = get_runtime(FusionContext)
     minimum = runtime.context.setup.limits.min_successful
     result = build_result(state.panel_outcomes, state.verdict, minimum)
+    result = with_cascade(result, state, runtime.context.setup)
     progress = Progress(runtime.stream_writer, stream_tokens=runtime.context.stream_tokens)
     if result.analysis is not None:
         progress.emit(events.ANALYSIS_COMPLETED, analysis=result.analysis.model_dump(mode="json"))

@@ -24,6 +24,7 @@ from langchain_fusion.backends import (
     resolve_model,
     runs_server_tools,
 )
+from langchain_fusion.contract.cascade import Cascade, cascade_from, check_cascade
 from langchain_fusion.contract.parameters import (
     MAX_PANEL,
     MIN_PANEL,
@@ -94,10 +95,23 @@ class FusionSetup:
     stream_panel_tokens: bool | None = None
     """Panelists stream their tokens as `panel.delta` events: True always, False never,
     None when the caller streams `custom` (graph/progress.py)."""
+    cascade: Cascade | None = None
+    """Ask the first seats, and the rest only when they disagree (graph/cascade.py)."""
 
     @property
     def judge_label(self) -> str:
         return self.judges[0].label
+
+    @property
+    def first_seats(self) -> tuple[PanelSeat, ...]:
+        """The seats a run starts with: the cascade's first seats, else the whole panel."""
+        return self.panel[: self.cascade.first] if self.cascade else self.panel
+
+    @property
+    def judge_stages(self) -> int:
+        """How many times a run may ask the judge: twice in a cascade that asks it about
+        the first seats and again about every answer."""
+        return 2 if self.cascade is not None and self.cascade.asks_judge_first else 1
 
     def estimate_inputs(self) -> dict[str, Any]:
         """What the budget estimate needs to know about the seats."""
@@ -110,7 +124,7 @@ class FusionSetup:
             "judge_tool_steps": (
                 self.parameters.max_tool_calls if self.judges[0].research is not None else 0
             ),
-            "judge_attempts": 2 * len(self.judges),
+            "judge_attempts": 2 * len(self.judges) * self.judge_stages,
         }
 
 
@@ -141,6 +155,8 @@ class SetupOptions(TypedDict, total=False):
     stream_panel_tokens: bool | None
     """`panel.delta` events: True always, False never, None (the default) when the run is
     streamed with `stream_mode="custom"`. Every other progress event is always emitted."""
+    cascade: Cascade | Mapping[str, Any] | None
+    """`{"first": k}` or a `Cascade`: the whole panel only when the first k disagree."""
 
 
 def build_setup(
@@ -158,6 +174,7 @@ def build_setup(
     anonymize_judge: bool = False,
     judge_shuffle_seed: int = 0,
     stream_panel_tokens: bool | None = None,
+    cascade: Cascade | Mapping[str, Any] | None = None,
 ) -> FusionSetup:
     """Resolve slugs and instances into configured models (validated before any call).
 
@@ -180,6 +197,7 @@ def build_setup(
                 f"{len(entries)} models; allowed: 1 to {len(entries)}"
             ]
         )
+    run_cascade = _checked_cascade(cascade_from(cascade), len(entries), run_limits)
     specs = params.effective_tools
     # On OpenRouter the hosted web tools run server-side; elsewhere we run stand-ins.
     server_side = research_tools is None and backend.runs_server_tools
@@ -249,7 +267,24 @@ def build_setup(
         anonymize_judge=anonymize_judge,
         judge_shuffle_seed=judge_shuffle_seed,
         stream_panel_tokens=stream_panel_tokens,
+        cascade=run_cascade,
     )
+
+
+def _checked_cascade(cascade: Cascade | None, seats: int, limits: FusionLimits) -> Cascade | None:
+    """A cascade needs seats left to escalate to, and a first stage that can meet the quorum."""
+    if cascade is None:
+        return None
+    check_cascade(cascade, seats)
+    if limits.min_successful > cascade.first:
+        raise FusionParameterError(
+            [
+                f"cascade.first = {cascade.first} is below min_successful = "
+                f"{limits.min_successful}: the first seats could never be judged; raise "
+                "cascade.first or lower min_successful"
+            ]
+        )
+    return cascade
 
 
 def seat_labels(names: Sequence[str]) -> list[str]:

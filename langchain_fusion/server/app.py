@@ -7,6 +7,7 @@
 | `POST /v1/chat/completions` | fusion (alias, server tool, plugin) or a plain completion |
 | `POST /v1/responses` | the Responses API, with the same three entry points |
 | `GET /healthz` | for load balancers: no key, no upstream call |
+| `GET /` | the browser playground (`server/playground/`; `playground=False` leaves it out) |
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from langchain_fusion.server.errors import GatewayError, RedactingFilter
 from langchain_fusion.server.gateway import KEEPALIVE_S, MAX_BODY_BYTES, ClientGone, Gateway
 from langchain_fusion.server.keys import KeyRing, ServerKey, key_from_secret
 from langchain_fusion.server.ledger import SpendLedger
+from langchain_fusion.server.playground import playground_routes
 from langchain_fusion.server.policy import Policy
 from langchain_fusion.server.responses_api import responses
 
@@ -45,12 +47,14 @@ def create_app(
     keepalive_s: float = KEEPALIVE_S,
     max_body_bytes: int = MAX_BODY_BYTES,
     capacity: int = DEFAULT_CAPACITY,
+    playground: bool = True,
 ) -> Starlette:
     """The ASGI app serving fusion over `models` (alias → `ChatFusion`, e.g. from
     `fusion_models()`): their settings are the server's defaults for every request.
 
     `api_key` (one key) or `keys` (several, with caps, and bring-your-own-key) protect it;
-    `policy` limits what a request may run; `ledger` keeps the keys' spend.
+    `policy` limits what a request may run; `ledger` keeps the keys' spend; `playground`
+    serves the browser playground at `/`.
     """
     ring = keys or KeyRing()
     if api_key is not None:
@@ -96,6 +100,7 @@ def create_app(
             Route("/v1/chat/completions", route(chat_completions), methods=["POST"]),
             Route("/v1/responses", route(responses), methods=["POST"]),
             Route("/healthz", _health, methods=["GET"]),
+            *(playground_routes() if playground else []),
         ],
         exception_handlers={404: not_found, 405: not_found, Exception: server_error},
     )

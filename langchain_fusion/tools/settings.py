@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
 
 from langchain_fusion.backends import ModelLike, OpenAICompatibleBackend
+from langchain_fusion.contract.cascade import Cascade, cascade_from
 from langchain_fusion.contract.errors import unknown_keywords
 from langchain_fusion.contract.parameters import (
     CacheControl,
@@ -82,6 +83,9 @@ class FusionSettings(BaseModel):
     """Asked when the judge fails, after the judge's own retry."""
     anonymize_judge: bool = False
     """The judge reads `Response A`, `Response B`, ... in a shuffled order, not model names."""
+    cascade: Cascade | None = None
+    """`{"first": k}` or a `Cascade`: the first k seats answer, the rest only when those
+    disagree (see `langchain_fusion.Cascade`)."""
 
     _built: tuple[dict[str, Any], Any] | None = PrivateAttr(default=None)
     _build_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -119,6 +123,11 @@ class FusionSettings(BaseModel):
                 self._built = cached
             result: Built = cached[1]
             return result
+
+    @field_validator("cascade", mode="before")
+    @classmethod
+    def _cascade(cls, value: Any) -> Cascade | None:
+        return cascade_from(value)  # our messages (allowed fields, rules), not pydantic's
 
     def fusion_limits(self) -> FusionLimits:
         """The effective `FusionLimits` (raises `FusionParameterError` on bad values)."""
@@ -176,6 +185,7 @@ class FusionSettings(BaseModel):
             fallback_judge=self.fallback_judge_model,
             anonymize_judge=self.anonymize_judge,
             stream_panel_tokens=self.stream_panel_tokens,
+            cascade=self.cascade,
         )
 
 
