@@ -185,19 +185,8 @@ def build_setup(
     params = _parameters(parameters)
     backend = backend or OpenAICompatibleBackend()
     entries: Sequence[ModelLike] = panel if panel is not None else params.panel
-    if not MIN_PANEL <= len(entries) <= MAX_PANEL:
-        raise FusionParameterError(
-            [f"panel = {len(entries)} models; allowed: {MIN_PANEL} to {MAX_PANEL} models"]
-        )
     run_limits = limits_from(limits)
-    if run_limits.min_successful > len(entries):
-        raise FusionParameterError(
-            [
-                f"min_successful = {run_limits.min_successful}: more than the panel's "
-                f"{len(entries)} models; allowed: 1 to {len(entries)}"
-            ]
-        )
-    run_cascade = _checked_cascade(cascade_from(cascade), len(entries), run_limits)
+    run_cascade = check_panel(len(entries), run_limits, cascade)
     specs = params.effective_tools
     # On OpenRouter the hosted web tools run server-side; elsewhere we run stand-ins.
     server_side = research_tools is None and backend.runs_server_tools
@@ -269,6 +258,25 @@ def build_setup(
         stream_panel_tokens=stream_panel_tokens,
         cascade=run_cascade,
     )
+
+
+def check_panel(
+    seats: int, limits: FusionLimits, cascade: Cascade | Mapping[str, Any] | None
+) -> Cascade | None:
+    """The panel's size against its bounds, the quorum and the cascade (no model resolved:
+    `FusionTool` and `ChatFusion` check it at construction)."""
+    if not MIN_PANEL <= seats <= MAX_PANEL:
+        raise FusionParameterError(
+            [f"panel = {seats} models; allowed: {MIN_PANEL} to {MAX_PANEL} models"]
+        )
+    if limits.min_successful > seats:
+        raise FusionParameterError(
+            [
+                f"min_successful = {limits.min_successful}: more than the panel's "
+                f"{seats} models; allowed: 1 to {seats}"
+            ]
+        )
+    return _checked_cascade(cascade_from(cascade), seats, limits)
 
 
 def _checked_cascade(cascade: Cascade | None, seats: int, limits: FusionLimits) -> Cascade | None:

@@ -26,7 +26,7 @@ from langchain_fusion.contract.parameters import (
     ToolSpec,
 )
 from langchain_fusion.contract.result import AnalysisLimits
-from langchain_fusion.graph.setup import FusionSetup, build_setup
+from langchain_fusion.graph.setup import FusionSetup, build_setup, check_panel
 from langchain_fusion.limits import FusionLimits, limits_from
 
 _LIMIT_FIELDS = ("min_successful", "straggler_grace", "deadline", "max_total_tokens", "max_cost")
@@ -107,8 +107,13 @@ class FusionSettings(BaseModel):
     @model_validator(mode="after")
     def _valid_parameters(self) -> Any:
         # Bad parameters fail at construction; the models are resolved on first use.
-        self.fusion_parameters()
-        self.fusion_limits()
+        parameters = self.fusion_parameters()
+        panel = self.analysis_models
+        check_panel(
+            len(panel) if panel is not None else len(parameters.panel),
+            self.fusion_limits(),
+            self.cascade,
+        )
         return self
 
     def built(self, build: Callable[[], Built]) -> Built:
