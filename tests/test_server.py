@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import wire_schema
 from test_server_support import WEATHER_TOOL
 
 from langchain_fusion.server import FUSION_MODELS, FusionServer, create_app, fusion_models
@@ -55,7 +56,8 @@ def start(
         api_key="sk-upstream",
         max_retries=0,
     )
-    return FusionServer(create_app(models, api_key=api_key, keepalive_s=keepalive_s))
+    app = create_app(models, api_key=api_key, keepalive_s=keepalive_s)
+    return FusionServer(wire_schema.wrap(app))
 
 
 @pytest.fixture(scope="module")
