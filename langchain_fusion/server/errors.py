@@ -65,10 +65,15 @@ class GatewayError(Exception):
         self.message = redact(message)
         self.metadata = dict(metadata) if metadata else None
         self.headers = dict(headers or {})
+        self.availability: dict[str, Any] | None = None
+        """The hosted `availability` object, when the failure is about the models'."""
 
     def body(self) -> dict[str, Any]:
-        """`{"error": {"code": status, "message": ..., "metadata": ...}}`."""
-        return {"error": {"code": self.status, "message": self.message, "metadata": self.metadata}}
+        """`{"error": {"code": status, "message": ..., "metadata": ..., "availability"?}}`."""
+        error = {"code": self.status, "message": self.message, "metadata": self.metadata}
+        if self.availability is not None:
+            error["availability"] = self.availability
+        return {"error": error}
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
@@ -116,6 +121,6 @@ def upstream_failure(error: BaseException, *, secrets: Iterable[str] = ()) -> Ga
     return GatewayError(
         status,
         f"the fusion backend failed: {describe_error(error)}",
-        metadata={"upstream_status": upstream, "error_type": type(error).__name__},
+        metadata={"upstream_status": upstream, "exception": type(error).__name__},
         headers=NO_RETRY,
     )
