@@ -134,7 +134,16 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     assert isinstance(error["code"], int)
     assert isinstance(error["message"], str)
     assert error["message"]
-    assert set(error) == {"code", "message", "metadata"}
+    assert (
+        {"code", "message", "metadata"}
+        <= set(error)
+        <= {
+            "code",
+            "message",
+            "metadata",
+            "availability",
+        }
+    )
     return error
 
 

@@ -45,8 +45,8 @@ def availability(
 ) -> dict[str, Any] | None:
     """The `availability` object of a failure, or None when it is not about availability.
 
-    An upstream 404 (or the gateway's own unknown model) is `model_not_found`; a 429, 503
-    or 529 is `capacity_exhausted`, retryable, with the upstream's `Retry-After`.
+    An upstream 404 is `model_not_found` (answered with 400, as hosted); a 429, 503 or 529
+    is `capacity_exhausted`, retryable, with the upstream's `Retry-After` in seconds.
     """
     code = status_code_of(upstream) if upstream is not None else status
     if code == 404:
@@ -82,6 +82,8 @@ def with_availability(
     found = availability(upstream, failure.status, requested)
     if found is not None:
         failure.availability = found
+        if found["code"] == "model_not_found":
+            failure.status = 400  # hosted: an unknown model is the request's fault
     return failure
 
 

@@ -1,0 +1,223 @@
+"""The gateway's response side as the hosted API has it since August: one concrete model
+name per stream (from the first byte), usage always last, routing metadata on request,
+usage cost fields, and errors with `availability` (every byte also checked against the
+hosted openapi.yaml by `wire_schema`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from test_server_support import (
+    CONCRETE,
+    FORCE_FUSION,
+    OUTER,
+    PANEL,
+    QUALITY_JUDGE,
+    QUESTION,
+    Gateway,
+    error_of,
+    healthy,
+    running_gateway,
+)
+
+from langchain_fusion.server.meter import FusionCall
+from langchain_fusion.server.wire.items import fusion_item
+from langchain_fusion.testing import ModelScript
+
+OPUS = "anthropic/claude-opus-4.5"
+PANEL_A = "panel-a-2025"
+FUSION_TOOL = {"type": "openrouter:fusion", "parameters": {"analysis_models": PANEL}}
+METADATA = {"X-OpenRouter-Metadata": "enabled"}
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[Gateway]:
+    yield from running_gateway()
+
+
+@pytest.fixture
+def gateway(shared: Gateway) -> Gateway:
+    shared.reset()
+    return shared
+
+
+@contextlib.contextmanager
+def fresh_gateway() -> Iterator[Gateway]:
+    """A gateway that has learned no concrete model name yet."""
+    gateways = running_gateway()
+    gateway = next(gateways)
+    try:
+        gateway.reset()
+        yield gateway
+    finally:
+        gateways.close()
+
+
+def _events(gateway: Gateway, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    with httpx.stream(
+        "POST", f"{gateway.url}{path}", json={**body, "stream": True}, timeout=30
+    ) as response:
+        assert response.status_code == 200, response.read()
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    return [json.loads(line[6:]) for line in lines if line != "data: [DONE]"]
+
+
+# --- the concrete model, one name per stream ---------------------------------------------
+
+
+def test_a_chat_stream_names_the_concrete_model_from_its_first_chunk() -> None:
+    with fresh_gateway() as gateway:  # nothing learned: the first chunk must wait for it
+        chunks = _events(
+            gateway,
+            "/chat/completions",
+            {
+                "model": OUTER,
+                "messages": [{"role": "user", "content": QUESTION}],
+                "tools": [FUSION_TOOL],
+                "tool_choice": FORCE_FUSION,
+            },
+        )
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert [chunk["model"] for chunk in chunks] == [CONCRETE] * len(chunks)
+    assert all("system_fingerprint" not in chunk for chunk in chunks)
+    usage = chunks[-1]  # as hosted: usage last, though include_usage was not sent
+    assert usage["choices"] == []
+    assert usage["usage"]["total_tokens"] > 0
+
+
+def test_a_responses_stream_names_each_model_once_concretely() -> None:
+    with fresh_gateway() as gateway:
+        gateway.script(QUALITY_JUDGE, healthy(response_model=OPUS))
+        gateway.script(PANEL[0], healthy(response_model=PANEL_A))
+        events = _events(
+            gateway,
+            "/responses",
+            {"model": "openrouter/fusion", "input": QUESTION, "tool_choice": "required"},
+        )
+    snapshots = [e["response"] for e in events if "response" in e]
+    assert [s["model"] for s in snapshots] == [OPUS] * 3  # created, in_progress, completed
+    for snapshot in snapshots:
+        assert {"frequency_penalty", "presence_penalty", "completed_at"} <= set(snapshot)
+    panel = [e for e in events if e["type"].startswith("response.fusion_call.panel.")]
+    kinds = {e["type"].rsplit(".", 1)[-1] for e in panel}
+    assert {"added", "delta", "completed"} <= kinds
+    names = {e["model"] for e in panel}
+    assert names == {PANEL_A, PANEL[1]}  # panel-a by its concrete name in every event
+    first_a = next(e for e in panel if e["model"] == PANEL_A)
+    assert first_a["type"] == "response.fusion_call.panel.added"
+    (analysis,) = [e for e in events if e["type"].endswith("analysis.in_progress")]
+    assert analysis["analyst_model"] == analysis["judge_model"] == OPUS
+
+
+def test_a_second_request_names_the_concrete_model_before_any_upstream_byte(
+    gateway: Gateway,
+) -> None:
+    body = {"model": OUTER, "messages": [{"role": "user", "content": "hi"}], "tools": [FUSION_TOOL]}
+    _events(gateway, "/chat/completions", body)  # learns OUTER -> CONCRETE
+    gateway.script(OUTER, ModelScript(hang=True))  # no upstream byte at all
+    with httpx.stream(
+        "POST", f"{gateway.url}/responses", json={**_responses(body), "stream": True}, timeout=30
+    ) as response:
+        first = next(line for line in response.iter_lines() if line.startswith("data: "))
+    assert json.loads(first[6:])["response"]["model"] == CONCRETE
+
+
+def _responses(chat: dict[str, Any]) -> dict[str, Any]:
+    return {"model": chat["model"], "input": chat["messages"][0]["content"], "tools": chat["tools"]}
+
+
+# --- metadata and usage ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/chat/completions", "/responses"])
+def test_the_metadata_header_adds_the_fusion_routing_strategy(gateway: Gateway, path: str) -> None:
+    body: dict[str, Any] = {"model": "openrouter/fusion", "tool_choice": "required"}
+    if path == "/responses":
+        body["input"] = QUESTION
+    else:
+        body["messages"] = [{"role": "user", "content": QUESTION}]
+    asked = gateway.post(path, body, headers=METADATA).json()
+    metadata = asked["openrouter_metadata"]
+    assert metadata["strategy"] == metadata["routing"]["strategy"] == "fusion"
+    assert metadata["requested"] == "openrouter/fusion"
+    assert "openrouter_metadata" not in gateway.post(path, body).json()
+
+
+def test_usage_reports_cost_and_the_server_tool_calls(gateway: Gateway) -> None:
+    body = {
+        "model": "openrouter/fusion",
+        "messages": [{"role": "user", "content": QUESTION}],
+        "tool_choice": "required",
+    }
+    usage = gateway.post("/chat/completions", body).json()["usage"]
+    assert usage["cost"] > 0
+    assert usage["server_tool_use_details"] == {"tool_calls_requested": 1, "tool_calls_executed": 1}
+    events = _events(
+        gateway, "/responses", {**_responses({**body, "tools": []}), "tool_choice": "required"}
+    )
+    final = events[-1]["response"]["usage"]
+    assert final["server_tool_use_details"]["tool_calls_executed"] == 1
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/chat/completions", "/responses"])
+def test_an_exhausted_upstream_says_so_in_availability(gateway: Gateway, path: str) -> None:
+    gateway.script(QUALITY_JUDGE, ModelScript(status_code=429, retry_after=7))
+    body: dict[str, Any] = {"model": "openrouter/fusion"}
+    body |= (
+        {"input": "hi"}
+        if path == "/responses"
+        else {"messages": [{"role": "user", "content": "hi"}]}
+    )
+    response = gateway.post(path, body)
+    assert response.status_code == 429
+    availability = error_of(response)["availability"]
+    assert availability == {
+        "code": "capacity_exhausted",
+        "retryable": True,
+        "retry_after": 7,
+        "requested_models": availability["requested_models"],
+        "fallback_models": [],
+    }
+    assert QUALITY_JUDGE in availability["requested_models"]
+    assert set(PANEL) <= set(availability["requested_models"])
+
+
+def test_a_failed_chat_stream_ends_with_a_hosted_error_chunk(gateway: Gateway) -> None:
+    gateway.script(QUALITY_JUDGE, ModelScript(status_code=429))
+    chunks = _events(
+        gateway,
+        "/chat/completions",
+        {"model": "openrouter/fusion", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    error = chunks[-1]["error"]
+    assert error["code"] == 429
+    assert error["metadata"]["error_type"] == "rate_limit_exceeded"
+    assert error["availability"]["code"] == "capacity_exhausted"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "error"
+
+
+def test_an_unknown_model_is_a_400_naming_it(gateway: Gateway) -> None:
+    gateway.script(OUTER, ModelScript(status_code=404))
+    body = {"model": OUTER, "messages": [{"role": "user", "content": "hi"}], "tools": [FUSION_TOOL]}
+    response = gateway.post("/chat/completions", body)
+    assert response.status_code == 400
+    availability = error_of(response)["availability"]
+    assert availability["code"] == "model_not_found"
+    assert availability["retryable"] is False
+    assert OUTER in availability["requested_models"]
+
+
+def test_a_failure_without_a_better_code_is_an_unexpected_error() -> None:
+    item = fusion_item(FusionCall("call_1", "q", ran=True, error="the tool broke")).wire()
+    assert item["failure_reason"] == "unexpected_error"
+    assert item["error"] == "the tool broke"
+    ok = fusion_item(FusionCall("call_2", "q", ran=True, result=None))
+    assert ok.wire()["failure_reason"] == "cancelled"
