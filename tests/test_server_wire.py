@@ -221,3 +221,60 @@ def test_a_failure_without_a_better_code_is_an_unexpected_error() -> None:
     assert item["error"] == "the tool broke"
     ok = fusion_item(FusionCall("call_2", "q", ran=True, result=None))
     assert ok.wire()["failure_reason"] == "cancelled"
+
+
+# --- the outer loop's controls -------------------------------------------------------------
+
+
+def _ask(path: str, **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": OUTER, "tools": [FUSION_TOOL], **fields}
+    if path == "/responses":
+        return {**body, "input": QUESTION}
+    return {**body, "messages": [{"role": "user", "content": QUESTION}]}
+
+
+@pytest.mark.parametrize("path", ["/chat/completions", "/responses"])
+def test_max_tool_calls_zero_offers_no_server_tool(gateway: Gateway, path: str) -> None:
+    response = gateway.post(path, _ask(path, max_tool_calls=0, tool_choice="required"))
+    assert response.status_code == 200, response.text
+    assert gateway.requests(*PANEL) == []
+    (outer,) = gateway.requests(OUTER)
+    assert "fusion" not in json.dumps(outer.body.get("tools") or [])
+
+
+@pytest.mark.parametrize("path", ["/chat/completions", "/responses"])
+def test_stop_conditions_are_checked_and_let_the_pending_fusion_call_run(
+    gateway: Gateway, path: str
+) -> None:
+    conditions = [
+        {"type": "step_count_is", "step_count": 1},
+        {"type": "max_cost", "max_cost_in_dollars": 0.5},
+        {"type": "max_tokens_used", "max_tokens": 10_000},
+        {"type": "has_tool_call", "tool_name": "get_weather"},
+        {"type": "finish_reason_is", "reason": "stop"},
+    ]
+    body = _ask(path, stop_server_tools_when=conditions, max_tool_calls=0)
+    forced = FORCE_FUSION if path == "/chat/completions" else {"type": "function", "name": "fusion"}
+    response = gateway.post(path, {**body, "tool_choice": forced})
+    assert response.status_code == 200, response.text
+    assert {r.model for r in gateway.requests(*PANEL)} == set(PANEL)  # it ran, once
+    assert len(gateway.requests(*PANEL)) == len(PANEL)
+
+
+@pytest.mark.parametrize("path", ["/chat/completions", "/responses"])
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"max_tool_calls": 31}, "max_tool_calls"),
+        ({"stop_server_tools_when": []}, "stop_server_tools_when"),
+        ({"stop_server_tools_when": [{"type": "max_cost"}]}, "max_cost_in_dollars"),
+        ({"stop_server_tools_when": [{"type": "step_count"}]}, "stop_server_tools_when"),
+    ],
+)
+def test_malformed_loop_controls_are_a_400_before_any_upstream_call(
+    gateway: Gateway, path: str, fields: dict[str, Any], named: str
+) -> None:
+    response = gateway.post(path, _ask(path, **fields))
+    assert response.status_code == 400
+    assert named in error_of(response)["message"]
+    assert gateway.upstream.requests == []
