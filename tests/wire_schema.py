@@ -131,8 +131,8 @@ def check_body(path: str, method: str, status: int, media: str, body: bytes) -> 
     if operation is None:  # an error on a route the hosted API does not have
         operation = "/paths/~1chat~1completions/post"
     pointer = _response_schema(operation, status, "application/json")
-    if pointer is None and status >= 400:  # a status the route does not list: the envelope
-        pointer = "/components/schemas/BadRequestResponse"
+    if pointer is None and status >= 400:  # a status the route does not list: its 400's
+        pointer = _response_schema(operation, 400, "application/json")
     if pointer is None:
         return [f"the hosted API documents no {status} answer for {method} {path}"]
     return _problems(pointer, instance)
@@ -152,9 +152,10 @@ def check_event(path: str, name: str | None, data: str) -> list[str]:
     pointer = _response_schema(operation, 200, "text/event-stream")
     if pointer is None:
         return [f"the hosted API documents no event stream for POST {path}"]
-    found = _problems(pointer, {"data": instance})
+    framed = {"data": instance} if name is None else {"data": instance, "event": name}
+    found = _problems(pointer, framed)
     kind = instance.get("type") if isinstance(instance, dict) else None
-    if kind is not None and kind not in _event_types():
+    if path.endswith("/responses") and kind is not None and kind not in _event_types():
         found.append(f"{kind!r} is no event type of the hosted Responses stream")
     if name is not None and kind is not None and name != kind:
         found.append(f"the SSE event name {name!r} is not the data's type {kind!r}")
