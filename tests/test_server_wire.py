@@ -278,3 +278,30 @@ def test_malformed_loop_controls_are_a_400_before_any_upstream_call(
     assert response.status_code == 400
     assert named in error_of(response)["message"]
     assert gateway.upstream.requests == []
+
+
+def test_cost_details_add_up_to_the_cost_only_when_every_call_was_priced() -> None:
+    from langchain_core.messages import AIMessage
+
+    from langchain_fusion.limits import ModelPrice
+    from langchain_fusion.server.meter import RunRecorder, Usage
+    from langchain_fusion.server.wire.usage import hosted_extras
+
+    def answered(cost: float | None = None) -> AIMessage:
+        usage = {"input_tokens": 100, "output_tokens": 10, "total_tokens": 110}
+        metadata = {} if cost is None else {"cost": cost}
+        return AIMessage("x", usage_metadata=usage, response_metadata=metadata)  # type: ignore[arg-type]
+
+    priced = RunRecorder({"m": ModelPrice(prompt=1e-6, completion=4e-6)})
+    priced._count("m", answered())
+    spend = priced.spend()
+    extras = hosted_extras(Usage(cost=spend.usd), priced)
+    assert extras["cost_details"] == {
+        "upstream_inference_cost": pytest.approx(1.4e-4),
+        "upstream_inference_prompt_cost": pytest.approx(1e-4),
+        "upstream_inference_completions_cost": pytest.approx(4e-5),
+    }
+    assert extras["cost"] == pytest.approx(1.4e-4)
+    reported = RunRecorder({"m": ModelPrice(prompt=1e-6, completion=4e-6)})
+    reported._count("m", answered(cost=0.5))  # the provider's split is not ours to guess
+    assert "cost_details" not in hosted_extras(Usage(cost=0.5), reported)

@@ -81,6 +81,30 @@ def _validator(pointer: str) -> jsonschema.Draft202012Validator:
 
 
 @functools.cache
+def _stream_union(pointer: str) -> dict[str, str]:
+    """A stream's event union, type → the event's schema (empty for Chat Completions,
+    whose chunks have one schema)."""
+    node: Any = _document()
+    for part in pointer.strip("/").split("/"):
+        node = node[part.replace("~1", "/")]
+    if "$ref" in node:  # the route's stream schema, e.g. ResponsesStreamingResponse
+        node = _document()["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
+    data = node.get("properties", {}).get("data", {}).get("$ref", "")
+    union = _mappings().get(data.removeprefix("#/components/schemas/"), {})
+    return dict(union)
+
+
+@functools.cache
+def _mappings() -> dict[str, dict[str, str]]:
+    schemas = _document()["components"]["schemas"]
+    return {
+        name: schema["discriminator"]["mapping"]
+        for name, schema in schemas.items()
+        if isinstance(schema.get("discriminator"), dict) and "mapping" in schema["discriminator"]
+    }
+
+
+@functools.cache
 def _event_types() -> frozenset[str]:
     union = _document()["components"]["schemas"]["StreamEvents"]
     return frozenset(union["discriminator"]["mapping"])
@@ -91,11 +115,12 @@ def problems(schema: str, instance: Any) -> list[str]:
     return _problems(f"/components/schemas/{schema}", instance)
 
 
-def _problems(pointer: str, instance: Any) -> list[str]:
+def _problems(pointer: str, instance: Any, within: tuple[str, ...] = ()) -> list[str]:
+    """Each problem as `path: message`; `within` prefixes the path (`data` of an event)."""
     out = []
     for error in _validator(pointer).iter_errors(instance):
         deepest = jsonschema.exceptions.best_match([error])
-        where = "/".join(str(part) for part in deepest.absolute_path) or "(root)"
+        where = "/".join([*within, *(str(part) for part in deepest.absolute_path)]) or "(root)"
         out.append(f"{where}: {deepest.message}")
     return list(dict.fromkeys(out))  # an `allOf` of a base and its extension says it twice
 
@@ -152,9 +177,13 @@ def check_event(path: str, name: str | None, data: str) -> list[str]:
     pointer = _response_schema(operation, 200, "text/event-stream")
     if pointer is None:
         return [f"the hosted API documents no event stream for POST {path}"]
-    framed = {"data": instance} if name is None else {"data": instance, "event": name}
-    found = _problems(pointer, framed)
     kind = instance.get("type") if isinstance(instance, dict) else None
+    target = _stream_union(pointer).get(kind) if isinstance(kind, str) else None
+    if target is not None:  # straight to the event's own schema, as the SDKs dispatch
+        found = _problems(target.removeprefix("#"), instance, within=("data",))
+    else:
+        framed = {"data": instance} if name is None else {"data": instance, "event": name}
+        found = _problems(pointer, framed)
     if path.endswith("/responses") and kind is not None and kind not in _event_types():
         found.append(f"{kind!r} is no event type of the hosted Responses stream")
     if name is not None and kind is not None and name != kind:

@@ -3,14 +3,13 @@
 OpenRouter answers `{"error": {"code": <the HTTP status>, "message": ..., "metadata": ...}}`
 and its SDK refuses a `code` that is not that integer; OpenAI SDKs read `message` from the
 same object. Every refusal and failure here is a `GatewayError`, rendered by `body()`; a
-chat-completions stream that fails after its headers went out sends the same object as an
-SSE `data:` line, which both SDKs raise as an error.
+stream that fails after its headers went out sends it as the hosted error chunk or event
+(`wire/chat.py`, `wire/errors.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -77,10 +76,6 @@ class GatewayError(Exception):
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
-
-    def sse(self) -> bytes:
-        """The error as a chat-completions stream event (OpenAI and OpenRouter SDKs raise it)."""
-        return f"data: {json.dumps(self.body())}\n\n".encode()
 
 
 def invalid(message: str, param: str | None = None) -> GatewayError:
