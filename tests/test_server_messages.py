@@ -126,3 +126,19 @@ def test_errors_are_in_anthropics_shape(gateway: Gateway) -> None:
     body = limited.value.body
     assert body["type"] == "error"  # type: ignore[index]
     assert body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+
+
+def test_a_failed_stream_ends_with_anthropics_error_event(gateway: Gateway) -> None:
+    gateway.script(OUTER, ModelScript(status_code=429))
+    with _client(gateway) as client:
+        stream = client.messages.create(
+            model=OUTER,
+            max_tokens=10,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"plugins": [PLUGIN]},
+            stream=True,
+        )
+        with pytest.raises(anthropic.APIStatusError) as raised:
+            list(stream)
+    assert raised.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    assert raised.value.body["error"]["error_type"] == "rate_limit_exceeded"  # type: ignore[index]
