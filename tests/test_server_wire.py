@@ -305,3 +305,34 @@ def test_cost_details_add_up_to_the_cost_only_when_every_call_was_priced() -> No
     reported = RunRecorder({"m": ModelPrice(prompt=1e-6, completion=4e-6)})
     reported._count("m", answered(cost=0.5))  # the provider's split is not ours to guess
     assert "cost_details" not in hosted_extras(Usage(cost=0.5), reported)
+
+
+def test_an_upstream_400_for_an_unknown_model_is_model_not_found() -> None:
+    import httpx as client
+
+    from langchain_fusion.server.errors import GatewayError
+    from langchain_fusion.server.wire.errors import availability, with_availability
+
+    def upstream(status: int, text: str) -> client.HTTPStatusError:
+        request = client.Request("POST", "http://upstream/v1/chat/completions")
+        response = client.Response(status, request=request, headers={"retry-after": "3"})
+        return client.HTTPStatusError(text, request=request, response=response)
+
+    unknown = upstream(400, "vendor/nope is not a valid model ID")
+    failure = with_availability(GatewayError(502, "failed"), unknown, ["vendor/nope"])
+    assert failure.status == 400
+    assert failure.availability == {
+        "code": "model_not_found",
+        "retryable": False,
+        "requested_models": ["vendor/nope"],
+        "fallback_models": [],
+    }
+    assert availability(upstream(400, "messages: too long"), 502, ["m"]) is None
+    limited = availability(upstream(503, "overloaded"), 502, ["m", "m"])
+    assert limited == {
+        "code": "capacity_exhausted",
+        "retryable": True,
+        "retry_after": 3,
+        "requested_models": ["m"],
+        "fallback_models": [],
+    }

@@ -45,11 +45,12 @@ def availability(
 ) -> dict[str, Any] | None:
     """The `availability` object of a failure, or None when it is not about availability.
 
-    An upstream 404 is `model_not_found` (answered with 400, as hosted); a 429, 503 or 529
+    An upstream 404, or a 400 saying the model is unknown, is `model_not_found` (answered
+    with 400, as hosted); a 429, 503 or 529
     is `capacity_exhausted`, retryable, with the upstream's `Retry-After` in seconds.
     """
     code = status_code_of(upstream) if upstream is not None else status
-    if code == 404:
+    if code == 404 or (code == 400 and _names_an_unknown_model(upstream)):
         kind, retryable = "model_not_found", False
     elif code in _CAPACITY:
         kind, retryable = "capacity_exhausted", True
@@ -64,6 +65,16 @@ def availability(
     if retryable and (after := _retry_after(upstream)) is not None:
         body["retry_after"] = after
     return body
+
+
+_UNKNOWN_MODEL = ("not a valid model", "model not found", "unknown model", "no endpoints found")
+"""How upstreams word a 400 for a model they do not have (OpenRouter: "... is not a valid
+model ID")."""
+
+
+def _names_an_unknown_model(error: BaseException | None) -> bool:
+    text = str(error).lower() if error is not None else ""
+    return any(words in text for words in _UNKNOWN_MODEL)
 
 
 def _retry_after(error: BaseException | None) -> int | None:
