@@ -114,6 +114,30 @@ def test_a_responses_stream_names_each_model_once_concretely() -> None:
     assert analysis["analyst_model"] == analysis["judge_model"] == OPUS
 
 
+def test_the_analyst_is_named_concretely_though_it_answers_after_its_event() -> None:
+    with fresh_gateway() as gateway:  # an analyst that is not the outer model
+        gateway.script(QUALITY_JUDGE, healthy(response_model=OPUS))
+        # The outer model's name is learned first, so the stream starts before the analyst
+        # has answered: its event must wait for the analyst's first token.
+        learn = {"model": OUTER, "messages": [{"role": "user", "content": "hi"}]}
+        gateway.post("/chat/completions", {**learn, "tools": [FUSION_TOOL], "max_tool_calls": 0})
+        events = _events(
+            gateway,
+            "/responses",
+            {
+                "model": OUTER,
+                "input": QUESTION,
+                "plugins": [{"id": "fusion", "analysis_models": PANEL, "model": QUALITY_JUDGE}],
+                "tool_choice": "required",
+            },
+        )
+    kinds = [e["type"] for e in events]
+    (analysis,) = [e for e in events if e["type"].endswith("analysis.in_progress")]
+    assert analysis["analyst_model"] == analysis["judge_model"] == OPUS
+    assert kinds.index(analysis["type"]) < kinds.index("response.fusion_call.analysis.completed")
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+
+
 def test_a_second_request_names_the_concrete_model_before_any_upstream_byte(
     gateway: Gateway,
 ) -> None:

@@ -52,6 +52,8 @@ _NAMED = (
 )
 """Progress events that name a panelist."""
 _FINAL = (contract_events.PANEL_COMPLETED, contract_events.PANEL_FAILED)
+_ANALYST = "analyst"
+"""The seat of the analysis in a fusion run (panelists' seats are their panel index)."""
 
 
 def error_code(error: GatewayError) -> str:
@@ -120,31 +122,50 @@ class ResponseWriter:
     def fusion_progress(
         self, run: str, kind: str, data: Mapping[str, Any]
     ) -> list[ServerSentEvent]:
-        """A contract progress event as the hosted `response.<type>` event."""
+        """A contract progress event as the hosted `response.<type>` event, sent once the
+        model it names has its concrete name (earlier events of that seat wait for it)."""
         if kind not in FUSION_EVENTS or run not in self._fusion:
             return []
         fields = {k: v for k, v in data.items() if v is not None}
+        out = self._release(run)
         if kind == contract_events.ANALYSIS_IN_PROGRESS:
-            analyst = str(fields.get("analyst_model") or fields.get("judge_model") or "")
-            analyst = self.names.concrete(analyst) or analyst
-            fields.update(analyst_model=analyst, judge_model=analyst)
-        if kind not in _NAMED:
-            return self._fusion_event(run, kind, fields)
-        seat = (run, fields.get("panel_index", fields.get("model")))
-        configured = str(fields.get("model", ""))
+            fields["model"] = str(fields.get("analyst_model") or fields.get("judge_model") or "")
+            seat: tuple[str, Any] = (run, _ANALYST)
+        elif kind in _NAMED:
+            seat = (run, fields.get("panel_index", fields.get("model")))
+        else:  # the analysis and the call end: whatever still waits goes out first
+            return [*out, *self._flush_waiting(run), *self._fusion_event(run, kind, fields)]
         if seat not in self._panelists:
+            configured = str(fields.get("model", ""))
             known = None if "#" in configured else self.names.concrete(configured)
             if known is None and kind in _FINAL:
                 known = configured  # its result names it so: the name it keeps
             if known is None:
                 self._waiting.setdefault(seat, []).append((kind, fields))
-                return []
+                return out
             self._panelists[seat] = known
+        return [*out, *self._send_seat(seat, [*self._waiting.pop(seat, []), (kind, fields)])]
+
+    def _send_seat(
+        self, seat: tuple[str, Any], events: list[tuple[str, dict[str, Any]]]
+    ) -> list[ServerSentEvent]:
+        name = self._panelists[seat]
         out: list[ServerSentEvent] = []
-        for waiting_kind, waiting in [*self._waiting.pop(seat, []), (kind, fields)]:
-            out += self._fusion_event(
-                run, waiting_kind, {**waiting, "model": self._panelists[seat]}
-            )
+        for kind, fields in events:
+            named = {**fields, "model": name}
+            if kind == contract_events.ANALYSIS_IN_PROGRESS:
+                named.update(analyst_model=name, judge_model=name)
+            out += self._fusion_event(seat[0], kind, named)
+        return out
+
+    def _release(self, run: str) -> list[ServerSentEvent]:
+        """Waiting seats of `run` whose concrete name has been learned since."""
+        out: list[ServerSentEvent] = []
+        for seat in [s for s in self._waiting if s[0] == run]:
+            configured = str(self._waiting[seat][0][1].get("model", ""))
+            if (known := self.names.concrete(configured)) is not None:
+                self._panelists[seat] = known
+                out += self._send_seat(seat, self._waiting.pop(seat))
         return out
 
     def _fusion_event(
@@ -166,14 +187,13 @@ class ResponseWriter:
         return [self._send(event)]
 
     def _flush_waiting(self, run: str) -> list[ServerSentEvent]:
-        """Events still waiting for a name when the run ends: sent with the name they have."""
-        out: list[ServerSentEvent] = []
+        """Events still waiting for a name when it is their last chance: sent with the
+        name they have (the configured one)."""
+        out = self._release(run)
         for seat in [s for s in self._waiting if s[0] == run]:
             pending = self._waiting.pop(seat)
-            name = str(pending[0][1].get("model", ""))
-            self._panelists[seat] = name
-            for kind, fields in pending:
-                out += self._fusion_event(run, kind, {**fields, "model": name})
+            self._panelists[seat] = str(pending[0][1].get("model", ""))
+            out += self._send_seat(seat, pending)
         return out
 
     def fusion_finished(self, run: str, item: FusionItem) -> list[ServerSentEvent]:
