@@ -142,3 +142,22 @@ def test_a_failed_stream_ends_with_anthropics_error_event(gateway: Gateway) -> N
             list(stream)
     assert raised.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
     assert raised.value.body["error"]["error_type"] == "rate_limit_exceeded"  # type: ignore[index]
+
+
+async def test_the_async_client_streams_too(gateway: Gateway) -> None:
+    client = anthropic.AsyncAnthropic(
+        base_url=gateway.url.removesuffix("/v1"), api_key="sk-client", max_retries=0
+    )
+    async with (
+        client,
+        client.messages.stream(
+            model=OUTER,
+            max_tokens=400,
+            messages=[{"role": "user", "content": QUESTION}],
+            extra_body={"plugins": [PLUGIN]},
+        ) as stream,
+    ):
+        text = "".join([delta async for delta in stream.text_stream])
+        final = await stream.get_final_message()
+    assert text == gateway.requests(OUTER)[-1].response_text
+    assert final.model == CONCRETE

@@ -118,6 +118,30 @@ def test_python_sdk_responses_parses_every_event(gateway: Gateway) -> None:
     assert isinstance(done[0].item, OutputFusionServerToolItem)  # type: ignore[union-attr]
 
 
+async def test_python_sdk_async_chat_and_responses_streams_parse(gateway: Gateway) -> None:
+    async with _client(gateway) as client:
+        chunks = [
+            chunk
+            async for chunk in await client.chat.send_async(
+                model=OUTER,
+                messages=MESSAGES,  # type: ignore[arg-type]
+                tools=[FUSION_TOOL],  # type: ignore[list-item]
+                tool_choice="required",
+                stream=True,
+            )
+        ]
+        events = [
+            event
+            async for event in await client.beta.responses.send_async(
+                model="openrouter/fusion", input=QUESTION, tool_choice="required", stream=True
+            )
+        ]
+    assert {chunk.model for chunk in chunks} == {CONCRETE}
+    assert chunks[-1].usage is not None
+    assert not [e for e in events if isinstance(e, UnknownStreamEvents)]
+    assert events[-1].type == "response.completed"
+
+
 # --- the TypeScript SDK, through Node ------------------------------------------------------
 
 SCRIPT = Path(__file__).parent / "node" / "openrouter_sdk_client.mjs"

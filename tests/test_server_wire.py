@@ -90,6 +90,26 @@ def test_a_chat_stream_names_the_concrete_model_from_its_first_chunk() -> None:
     assert usage["usage"]["total_tokens"] > 0
 
 
+@pytest.mark.parametrize("path", ["/chat/completions", "/messages"])
+def test_an_outer_model_that_answers_at_once_is_named_concretely_from_the_first_byte(
+    path: str,
+) -> None:
+    body = {
+        "model": OUTER,
+        "max_tokens": 300,
+        "messages": [{"role": "user", "content": QUESTION}],
+        "plugins": [{"id": "fusion", "analysis_models": PANEL}],
+    }
+    with fresh_gateway() as gateway:  # it streams its answer without calling fusion
+        events = _events(gateway, path, body)
+        assert gateway.models_called() == {OUTER}
+    if path == "/messages":
+        assert events[0]["type"] == "message_start"
+        assert events[0]["message"]["model"] == CONCRETE
+    else:
+        assert [chunk["model"] for chunk in events] == [CONCRETE] * len(events)
+
+
 def test_a_responses_stream_names_each_model_once_concretely() -> None:
     with fresh_gateway() as gateway:
         gateway.script(QUALITY_JUDGE, healthy(response_model=OPUS))

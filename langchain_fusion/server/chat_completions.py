@@ -176,7 +176,9 @@ async def _sse(
 ) -> AsyncIterator[ServerSentEvent]:
     """The completion as `chat.completion.chunk` events, every one naming the concrete
     outer model: the first chunk waits for the first upstream response that reports it
-    (pings go out meanwhile), and the last one carries usage."""
+    (an OpenAI-compatible stream reports it at its end, so a model's first request here
+    sends its tokens once that call ends; pings go out meanwhile), and the last one
+    carries usage."""
     writer: ChunkWriter | None = None
     held: list[str] = []
     total: AIMessageChunk | None = None
@@ -205,8 +207,8 @@ async def _sse(
             if writer is None:
                 if piece.text:
                     held.append(piece.text)
-                if run.names.concrete(run.outer) is None and not piece.text:
-                    continue
+                if run.names.concrete(run.outer) is None:
+                    continue  # its first call has not reported the concrete name yet
                 for event in opened():
                     yield event
             elif piece.text:

@@ -185,8 +185,8 @@ async def _stream(
         if not started:
             if piece.text:
                 held.append(piece.text)
-            if names.concrete(outer) is None and not piece.text:
-                continue
+            if names.concrete(outer) is None:
+                continue  # its first call has not reported the concrete name yet
             started = True
             for item in start() + [e for t in held for e in text(t)]:
                 yield item
