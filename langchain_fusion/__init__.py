@@ -2,6 +2,7 @@
 
 from langchain_fusion.backends import ChatOpenAICompatible, OpenAICompatibleBackend
 from langchain_fusion.chat_models import ChatFusion
+from langchain_fusion.contract.cascade import Cascade
 from langchain_fusion.contract.parameters import (
     FusionParameterError,
     FusionParameters,
@@ -10,6 +11,7 @@ from langchain_fusion.contract.parameters import (
 )
 from langchain_fusion.contract.presets import PRESETS, Preset, register_preset
 from langchain_fusion.contract.result import (
+    CascadeReport,
     FailedModel,
     FusionAnalysis,
     FusionResult,
@@ -23,6 +25,8 @@ from langchain_fusion.tools import FusionTool
 
 __all__ = [
     "PRESETS",
+    "Cascade",
+    "CascadeReport",
     "ChatFusion",
     "ChatOpenAICompatible",
     "FailedModel",

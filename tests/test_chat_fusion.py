@@ -64,6 +64,8 @@ def test_all_is_pinned() -> None:
     assert sorted(langchain_fusion.__all__) == sorted(
         [
             "PRESETS",
+            "Cascade",
+            "CascadeReport",
             "ChatFusion",
             "ChatOpenAICompatible",
             "FailedModel",

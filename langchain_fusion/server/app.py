@@ -8,6 +8,7 @@
 | `POST /v1/responses` | the Responses API, with the same three entry points |
 | `POST /v1/messages` | Anthropic's Messages API, with the fusion plugin or the alias |
 | `GET /healthz` | for load balancers: no key, no upstream call |
+| `GET /` | the browser playground (`server/playground/`; `playground=False` leaves it out) |
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from langchain_fusion.server.gateway import KEEPALIVE_S, MAX_BODY_BYTES, ClientG
 from langchain_fusion.server.keys import KeyRing, ServerKey, key_from_secret
 from langchain_fusion.server.ledger import SpendLedger
 from langchain_fusion.server.messages_api import messages
+from langchain_fusion.server.playground import playground_routes
 from langchain_fusion.server.policy import Policy
 from langchain_fusion.server.responses_api import responses
 
@@ -47,12 +49,14 @@ def create_app(
     keepalive_s: float = KEEPALIVE_S,
     max_body_bytes: int = MAX_BODY_BYTES,
     capacity: int = DEFAULT_CAPACITY,
+    playground: bool = True,
 ) -> Starlette:
     """The ASGI app serving fusion over `models` (alias → `ChatFusion`, e.g. from
     `fusion_models()`): their settings are the server's defaults for every request.
 
     `api_key` (one key) or `keys` (several, with caps, and bring-your-own-key) protect it;
-    `policy` limits what a request may run; `ledger` keeps the keys' spend.
+    `policy` limits what a request may run; `ledger` keeps the keys' spend; `playground`
+    serves the browser playground at `/`.
     """
     ring = keys or KeyRing()
     if api_key is not None:
@@ -99,6 +103,7 @@ def create_app(
             Route("/v1/responses", route(responses), methods=["POST"]),
             Route("/v1/messages", route(messages), methods=["POST"]),
             Route("/healthz", _health, methods=["GET"]),
+            *(playground_routes() if playground else []),
         ],
         exception_handlers={404: not_found, 405: not_found, Exception: server_error},
     )
