@@ -111,26 +111,30 @@ def test_an_outer_model_that_answers_at_once_is_named_concretely_from_the_first_
 
 
 def test_a_responses_stream_names_each_model_once_concretely() -> None:
+    body = {"model": "openrouter/fusion", "input": QUESTION, "tool_choice": "required"}
     with fresh_gateway() as gateway:
         gateway.script(QUALITY_JUDGE, healthy(response_model=OPUS))
         gateway.script(PANEL[0], healthy(response_model=PANEL_A))
-        events = _events(
-            gateway,
-            "/responses",
-            {"model": "openrouter/fusion", "input": QUESTION, "tool_choice": "required"},
-        )
-    snapshots = [e["response"] for e in events if "response" in e]
-    assert [s["model"] for s in snapshots] == [OPUS] * 3  # created, in_progress, completed
-    for snapshot in snapshots:
-        assert {"frequency_penalty", "presence_penalty", "completed_at"} <= set(snapshot)
-    panel = [e for e in events if e["type"].startswith("response.fusion_call.panel.")]
-    kinds = {e["type"].rsplit(".", 1)[-1] for e in panel}
-    assert {"added", "delta", "completed"} <= kinds
-    names = {e["model"] for e in panel}
-    assert names == {PANEL_A, PANEL[1]}  # panel-a by its concrete name in every event
-    first_a = next(e for e in panel if e["model"] == PANEL_A)
-    assert first_a["type"] == "response.fusion_call.panel.added"
-    (analysis,) = [e for e in events if e["type"].endswith("analysis.in_progress")]
+        # A forced deliberation runs before the outer model has named itself: the first
+        # stream is not held back for names; each keeps one name for the whole stream.
+        first = _events(gateway, "/responses", body)
+        second = _events(gateway, "/responses", body)
+    for events in (first, second):
+        snapshots = [e["response"] for e in events if "response" in e]
+        assert len({s["model"] for s in snapshots}) == 1  # created, in_progress, completed
+        for snapshot in snapshots:
+            assert {"frequency_penalty", "presence_penalty", "completed_at"} <= set(snapshot)
+        panel = [e for e in events if e["type"].startswith("response.fusion_call.panel.")]
+        assert {"added", "delta", "completed"} <= {e["type"].rsplit(".", 1)[-1] for e in panel}
+        for model in PANEL:  # one name per panelist, from panel.added to panel.completed
+            assert len({e["model"] for e in panel if e["model"].startswith(model)}) == 1
+    # Learned from the first request: the second names every model concretely.
+    snapshots = [e["response"] for e in second if "response" in e]
+    assert {s["model"] for s in snapshots} == {OPUS}
+    panel = [e for e in second if e["type"].startswith("response.fusion_call.panel.")]
+    assert {e["model"] for e in panel} == {PANEL_A, PANEL[1]}
+    assert next(e for e in panel if e["model"] == PANEL_A)["type"].endswith("panel.added")
+    (analysis,) = [e for e in second if e["type"].endswith("analysis.in_progress")]
     assert analysis["analyst_model"] == analysis["judge_model"] == OPUS
 
 

@@ -197,9 +197,10 @@ def _output(run: _Run, final: BaseMessage) -> list[OutputItem]:
 async def _stream(
     gateway: Gateway, run: _Run, response: ResponseObject
 ) -> AsyncIterator[ServerSentEvent]:
-    """The Responses event stream of one run. Nothing that names the outer model goes out
-    before its concrete name is known (from an earlier request, or this run's first
-    upstream response): until then the run's events wait, and only pings are sent."""
+    """The Responses event stream of one run. The outer model's name is fixed once, when
+    the stream starts: its concrete name when known (from an earlier request, or this
+    run's first upstream response, which the stream waits for unless the deliberation
+    runs first), else the configured one, for the whole stream."""
     writer = ResponseWriter(response, run.names)
     held: list[Any] = []
     started = False
@@ -215,10 +216,11 @@ async def _stream(
                 continue
             if not started:
                 held.append(event)
-                concrete = run.names.concrete(run.outer)
-                if concrete is None:
-                    continue
-                response.model, started = concrete, True
+                if run.names.concrete(run.outer) is None and not _deliberating(event):
+                    continue  # the outer model's first call reports its name at its end
+                # Known, or the deliberation runs first (forced): its progress is not held
+                # back for a name; the stream keeps the one it starts with.
+                response.model, started = run.names.name(run.outer), True
                 for chunk in writer.start():
                     yield chunk
             for item in held or [event]:
@@ -269,6 +271,11 @@ def _start(
         out += _events(writer, run.recorder, item)
     held.clear()
     return out
+
+
+def _deliberating(event: Any) -> bool:
+    kind, name = str(event["event"]), str(event["name"])
+    return kind == "on_custom_event" or (kind == "on_tool_start" and name == FUSION_TOOL_NAME)
 
 
 def _final(event: Any) -> BaseMessage | None:

@@ -52,6 +52,8 @@ _NAMED = (
 )
 """Progress events that name a panelist."""
 _FINAL = (contract_events.PANEL_COMPLETED, contract_events.PANEL_FAILED)
+_WAITS = (contract_events.PANEL_ADDED, contract_events.ANALYSIS_IN_PROGRESS)
+"""Events that wait for their model's concrete name until its first token or result."""
 _ANALYST = "analyst"
 """The seat of the analysis in a fusion run (panelists' seats are their panel index)."""
 
@@ -140,9 +142,11 @@ class ResponseWriter:
             known = None if "#" in configured else self.names.concrete(configured)
             if known is None and kind in _FINAL:
                 known = configured  # its result names it so: the name it keeps
-            if known is None:
+            if known is None and kind in _WAITS:
                 self._waiting.setdefault(seat, []).append((kind, fields))
                 return out
+            if known is None:  # its tokens are here: they are not held back for a name
+                known = str(self._waiting.get(seat, [(kind, fields)])[0][1].get("model", ""))
             self._panelists[seat] = known
         return [*out, *self._send_seat(seat, [*self._waiting.pop(seat, []), (kind, fields)])]
 
