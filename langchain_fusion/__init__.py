@@ -1,5 +1,7 @@
 """Multi-model deliberation (OpenRouter Fusion) as LangChain and LangGraph parts."""
 
+from typing import TYPE_CHECKING, Any
+
 from langchain_fusion.backends import ChatOpenAICompatible, OpenAICompatibleBackend
 from langchain_fusion.chat_models import ChatFusion
 from langchain_fusion.contract.cascade import Cascade
@@ -23,6 +25,19 @@ from langchain_fusion.contract.result import (
 from langchain_fusion.graph import create_fusion_graph
 from langchain_fusion.tools import FusionTool
 
+if TYPE_CHECKING:
+    from langchain_fusion.middleware import FusionMiddleware
+
+
+def __getattr__(name: str) -> Any:
+    # `langchain.agents` loads on first use: the CLI and the gateway do not need it.
+    if name == "FusionMiddleware":
+        from langchain_fusion.middleware import FusionMiddleware
+
+        return FusionMiddleware
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "PRESETS",
     "Cascade",
@@ -31,6 +46,7 @@ __all__ = [
     "ChatOpenAICompatible",
     "FailedModel",
     "FusionAnalysis",
+    "FusionMiddleware",
     "FusionParameterError",
     "FusionParameters",
     "FusionResult",

@@ -70,6 +70,7 @@ def test_all_is_pinned() -> None:
             "ChatOpenAICompatible",
             "FailedModel",
             "FusionAnalysis",
+            "FusionMiddleware",
             "FusionParameterError",
             "FusionParameters",
             "FusionResult",
