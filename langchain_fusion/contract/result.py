@@ -40,6 +40,7 @@ FailureReason = Literal[
     "judge_empty_completion",
     "cancelled",
     "fusion_invocation_capped",
+    "unexpected_error",
     # Ours, beyond the hosted service's codes:
     "quorum_not_met",
     "budget_exceeded",

@@ -6,6 +6,7 @@
 | `GET /v1/key` | the calling key's spend and caps (as OpenRouter's `GET /api/v1/key`) |
 | `POST /v1/chat/completions` | fusion (alias, server tool, plugin) or a plain completion |
 | `POST /v1/responses` | the Responses API, with the same three entry points |
+| `POST /v1/messages` | Anthropic's Messages API, with the fusion plugin or the alias |
 | `GET /healthz` | for load balancers: no key, no upstream call |
 | `GET /` | the browser playground (`server/playground/`; `playground=False` leaves it out) |
 """
@@ -29,6 +30,7 @@ from langchain_fusion.server.errors import GatewayError, RedactingFilter
 from langchain_fusion.server.gateway import KEEPALIVE_S, MAX_BODY_BYTES, ClientGone, Gateway
 from langchain_fusion.server.keys import KeyRing, ServerKey, key_from_secret
 from langchain_fusion.server.ledger import SpendLedger
+from langchain_fusion.server.messages_api import messages
 from langchain_fusion.server.playground import playground_routes
 from langchain_fusion.server.policy import Policy
 from langchain_fusion.server.responses_api import responses
@@ -99,6 +101,7 @@ def create_app(
             Route("/v1/key", route(_key), methods=["GET"]),
             Route("/v1/chat/completions", route(chat_completions), methods=["POST"]),
             Route("/v1/responses", route(responses), methods=["POST"]),
+            Route("/v1/messages", route(messages), methods=["POST"]),
             Route("/healthz", _health, methods=["GET"]),
             *(playground_routes() if playground else []),
         ],

@@ -24,6 +24,7 @@ from langchain_fusion.server.errors import GatewayError, invalid, upstream_failu
 from langchain_fusion.server.keys import KeyRing, Principal, secrets_of
 from langchain_fusion.server.ledger import Reservation, Spend, SpendLedger
 from langchain_fusion.server.policy import Policy, as_spend
+from langchain_fusion.server.wire.names import ModelDirectory
 
 logger = logging.getLogger("langchain_fusion.server")
 
@@ -55,6 +56,8 @@ class Gateway:
     ledger: SpendLedger | None = None
     keepalive_s: float = KEEPALIVE_S
     max_body_bytes: int = MAX_BODY_BYTES
+    model_names: ModelDirectory = field(default_factory=ModelDirectory)
+    """The concrete model behind each configured name, as upstream responses reported it."""
     _http: httpx.AsyncClient | None = None
 
     def __post_init__(self) -> None:
