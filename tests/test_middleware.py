@@ -294,7 +294,7 @@ def test_fusion_keywords_are_validated_as_fusion_tool_validates_them(
     scripted_server: ScriptedOpenAIServer,
 ) -> None:
     with pytest.raises(ValueError, match=r"temperature = 3\.0.*0 to 2"):
-        middleware_for(scripted_server, temperature=3.0)
+        middleware_for(scripted_server, panel_temperature=3.0)
     with pytest.raises(TypeError, match="did you mean `analysis_models`"):
         FusionMiddleware(analysis_model=PANEL)  # did you mean analysis_models
     with pytest.raises(ValueError, match="when must be"):

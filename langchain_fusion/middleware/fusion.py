@@ -54,7 +54,7 @@ class FusionMiddleware(AgentMiddleware[FusionAgentState, Any, Any]):
     """Gives an agent's model the fusion tool, one deliberation per turn.
 
     Every keyword of `FusionTool` (`analysis_models`, `judge_model`, `preset`,
-    `max_tool_calls`, `temperature`, `backend`, limits, ...) is accepted and validated as
+    `max_tool_calls`, `panel_temperature`, `backend`, limits, ...) is accepted and validated as
     `FusionTool` validates it; or pass a ready `FusionTool` as `tool`.
 
     - One fusion per turn (a turn: everything after the user's last message): a second
