@@ -105,10 +105,11 @@ class Gateway:
         return body
 
     async def reserve(self, principal: Principal, worst: BudgetEstimate) -> Reservation | None:
-        """Check the per-request cap, then hold the worst case on the caller's key."""
+        """Check the per-request cap, then hold the worst case on the caller's key (every
+        key with a ledger, capped or not: `/v1/key` reports what each spent)."""
         self.policy.check_budget(worst)
         key = principal.key
-        if self.ledger is None or key is None or not key.capped:
+        if self.ledger is None or key is None:
             return None
         return await anyio.to_thread.run_sync(self.ledger.reserve, key, as_spend(worst))
 

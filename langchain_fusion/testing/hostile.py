@@ -55,13 +55,31 @@ def _output_limit(body: JsonDict) -> int | None:
 
 class HostileOpenAIServer(ScriptedOpenAIServer):
     """A `ScriptedOpenAIServer` whose errors echo the key it was sent and whose usage
-    counts bytes and `n` (see the module's docstring)."""
+    counts bytes and `n` (see the module's docstring). `billed_tokens` is what it has
+    charged so far, as a provider's invoice would say."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._billed: list[int] = []
+
+    @property
+    def billed_tokens(self) -> int:
+        """Tokens billed for every answer sent so far (prompt and completion)."""
+        with self._lock:
+            return sum(self._billed)
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self._billed.clear()
 
     def _playback(self, entry: LogEntry, plan: Plan) -> Response:
         if plan.status_code >= 400:
             self._echo_key(entry, plan)
-        elif plan.status_code == 200:
-            self._bill(entry, plan)
+        elif plan.status_code == 200 and not plan.hang:
+            billed = self._bill(entry, plan)
+            with self._lock:
+                self._billed.append(billed)
         return super()._playback(entry, plan)
 
     @staticmethod
@@ -84,10 +102,12 @@ class HostileOpenAIServer(ScriptedOpenAIServer):
                 plan.error = error
 
     @staticmethod
-    def _bill(entry: LogEntry, plan: Plan) -> None:
+    def _bill(entry: LogEntry, plan: Plan) -> int:
         body = entry.body
         prompt = byte_tokens(body)
-        written = len((plan.response_text or "").encode())
+        # Tool-call answers have no text: the bytes sent bound what was written.
+        text = plan.response_text
+        written = len(text.encode()) if text is not None else sum(len(d) for _, d in plan.events)
         limit = _output_limit(body)
         per_choice = max(written, 1) if limit is None else min(max(written, 1), limit)
         completion = per_choice * _choices(body)
@@ -130,3 +150,4 @@ class HostileOpenAIServer(ScriptedOpenAIServer):
                     (name, str(len(raw)).encode() if name == b"content-length" else value)
                     for name, value in plan.headers
                 ]
+        return prompt + completion
