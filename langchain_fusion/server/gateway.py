@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,8 +18,9 @@ import httpx
 from starlette.requests import Request
 
 from langchain_fusion.graph.budget import BudgetEstimate
+from langchain_fusion.server.admission import admit, parse_body
 from langchain_fusion.server.catalog import ModelCatalog
-from langchain_fusion.server.errors import GatewayError, invalid, upstream_failure
+from langchain_fusion.server.errors import GatewayError, upstream_failure
 from langchain_fusion.server.keys import KeyRing, Principal, secrets_of
 from langchain_fusion.server.ledger import Reservation, Spend, SpendLedger
 from langchain_fusion.server.policy import Policy, as_spend
@@ -31,6 +31,8 @@ KEEPALIVE_S = 15.0
 """Seconds between SSE comments while a stream waits for the deliberation, so that
 proxies and clients do not drop an idle connection."""
 MAX_BODY_BYTES = 16 * 1024 * 1024
+BODY_TIMEOUT_S = 30.0
+"""Seconds a client has to send its whole body (an incomplete one holds no connection)."""
 _T = TypeVar("_T")
 
 
@@ -55,6 +57,7 @@ class Gateway:
     ledger: SpendLedger | None = None
     keepalive_s: float = KEEPALIVE_S
     max_body_bytes: int = MAX_BODY_BYTES
+    body_timeout_s: float = BODY_TIMEOUT_S
     _http: httpx.AsyncClient | None = None
 
     def __post_init__(self) -> None:
@@ -86,22 +89,14 @@ class Gateway:
         return self.keys.authenticate(request.headers)
 
     async def read_json(self, request: Request) -> dict[str, Any]:
-        """The body as a JSON object (400, or 413 over the size limit)."""
+        """The body as a JSON object, admitted (`admission.py`: 400, or 413 over the size
+        limit), read no further than the limit and no longer than `body_timeout_s`."""
         size = request.headers.get("content-length")
         if size and size.isdigit() and int(size) > self.max_body_bytes:
             raise GatewayError(413, f"the request body is over {self.max_body_bytes} bytes")
-        raw = await request.body()
-        if len(raw) > self.max_body_bytes:
-            raise GatewayError(413, f"the request body is over {self.max_body_bytes} bytes")
-        try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise invalid(f"the request body is not valid JSON: {error}") from None
-        if not isinstance(body, dict):
-            raise invalid("the request body must be a JSON object")
-        model = body.get("model")
-        if not isinstance(model, str) or not model.strip():
-            raise invalid("'model' is required", "model")
+        raw = await read_limited(request, self.max_body_bytes, self.body_timeout_s)
+        body = parse_body(raw)
+        admit(body, "responses" if request.url.path.endswith("/responses") else "chat")
         return body
 
     async def reserve(self, principal: Principal, worst: BudgetEstimate) -> Reservation | None:
@@ -154,6 +149,25 @@ class Gateway:
                 await anyio.to_thread.run_sync(self.ledger.settle, reservation, spent)
             except Exception:  # the answer is out; the ledger's own log says why
                 logger.exception("could not settle the spend of key %s", reservation.key)
+
+
+async def read_limited(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The body, chunk by chunk: a 413 as soon as it passes `limit` (a chunked upload is
+    never held whole), a 408 when it takes longer than `timeout_s`."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with anyio.fail_after(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise GatewayError(413, f"the request body is over {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise GatewayError(
+            408, f"the request body was not received within {timeout_s:g} s"
+        ) from None
+    return b"".join(chunks)
 
 
 async def unless_disconnected(request: Request, work: Awaitable[_T]) -> _T:

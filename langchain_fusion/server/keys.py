@@ -173,6 +173,11 @@ class KeyRing:
                 raise GatewayError(
                     401, f"This server uses your own upstream API key: send it in {where}."
                 )
+            if not upstream_text.isascii() or not upstream_text.strip().isprintable():
+                # An HTTP header carries ASCII only: such a key could never be sent on.
+                raise GatewayError(
+                    400, "The upstream API key must be printable ASCII (check it for typos)."
+                )
             upstream = SecretStr(upstream_text.strip())
         return Principal(key=key, upstream_key=upstream)
 

@@ -22,8 +22,13 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 
 from langchain_fusion.backends import DEFAULT_MAX_RETRIES
+from langchain_fusion.chat_models import FUSION_ALIASES
 from langchain_fusion.chat_models.tool_loop import MAX_OUTER_CALLS
-from langchain_fusion.contract.parameters import DEFAULT_MAX_COMPLETION_TOKENS
+from langchain_fusion.contract.parameters import (
+    DEFAULT_MAX_COMPLETION_TOKENS,
+    SERVER_TOOL_TYPE,
+    ToolSpec,
+)
 from langchain_fusion.contract.presets import PRESETS
 from langchain_fusion.graph.budget import (
     JUDGE_INSTRUCTION_TOKENS,
@@ -46,6 +51,8 @@ from langchain_fusion.server.errors import GatewayError
 from langchain_fusion.server.ledger import Spend
 from langchain_fusion.server.routing import Deliberation, label
 
+FUSION_ALIAS_PREFIX = "openrouter/fusion"
+"""The aliases' common prefix: never a model name upstream."""
 ASSUMED_OUTPUT_TOKENS = DEFAULT_MAX_COMPLETION_TOKENS
 """Output tokens counted for a call whose limit nobody set."""
 
@@ -93,8 +100,16 @@ class Policy:
         )
 
     def check_models(self, models: Iterable[str], *, why: str = "") -> None:
-        """403 naming the first model the allow-list does not cover."""
+        """403 naming the first model the allow-list does not cover (400 for a fusion
+        alias: it is never sent upstream as a model, whatever a glob allows)."""
         for model in models:
+            if model in FUSION_ALIASES or model.startswith(FUSION_ALIAS_PREFIX):
+                raise GatewayError(
+                    400,
+                    f"{model!r}{why} is a fusion alias, not a model: it cannot be called as "
+                    "a panelist, judge, outer or fallback model (fusion does not nest)",
+                    metadata={"model": model},
+                )
             if not self.allows(model):
                 raise GatewayError(
                     403,
@@ -113,6 +128,7 @@ class Policy:
             self.check_models(
                 [model], why=f" (from preset {preset!r})" if model in expanded else ""
             )
+        self.check_nested(deliberation.parameters.effective_tools, "parameters.tools")
         size = len(deliberation.panel)
         if self.max_panel is not None and size > self.max_panel:
             raise GatewayError(
@@ -120,6 +136,21 @@ class Policy:
                 f"a panel of {size} models is over this server's limit of {self.max_panel}",
                 metadata={"panel_size": size, "max_panel": self.max_panel},
             )
+
+    def check_nested(self, tools: Iterable[ToolSpec], where: str) -> None:
+        """The same rules for every model a nested tool can make the gateway call: no
+        fusion inside fusion (its own panel would escape the allow-list and the depth
+        limit), and every model a tool's parameters name allowed."""
+        for index, tool in enumerate(tools):
+            if tool.type == SERVER_TOOL_TYPE:
+                raise GatewayError(
+                    400,
+                    f"{where}[{index}]: {SERVER_TOOL_TYPE} cannot be nested in fusion's own "
+                    "tools (fusion does not nest)",
+                    metadata={"param": f"{where}[{index}]"},
+                )
+            for model in _named_models(tool.parameters or {}):
+                self.check_models([model], why=f" (from {where}[{index}] {tool.type})")
 
     # --- the worst case --------------------------------------------------------------
 
@@ -222,6 +253,27 @@ def estimate_json(estimate: BudgetEstimate) -> dict[str, Any]:
 
 def as_spend(estimate: BudgetEstimate) -> Spend:
     return Spend(tokens=estimate.total_tokens, usd=estimate.cost)
+
+
+_MODEL_KEYS = ("model", "models", "analysis_models", "judge_model", "outer_model")
+
+
+def _named_models(parameters: Mapping[str, Any]) -> list[str]:
+    """Every model a tool's parameters name, at any depth."""
+    found: list[str] = []
+    stack: list[Any] = [parameters]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if key in _MODEL_KEYS and isinstance(value, str):
+                    found.append(value)
+                elif key in _MODEL_KEYS and isinstance(value, list):
+                    found += [v for v in value if isinstance(v, str)]
+                stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
 
 
 def plain_prompt_tokens(body: Mapping[str, Any]) -> int:
