@@ -184,3 +184,30 @@ def test_an_incomplete_body_times_out() -> None:
     with pytest.raises(GatewayError) as refused:
         asyncio.run(read_limited(request, 1024, timeout_s=0.2))
     assert refused.value.status == 408
+
+
+def test_a_reader_too_slow_for_the_stream_buffer_is_cut_off_and_the_run_stopped() -> None:
+    from langchain_fusion.server.gateway import SlowReader, with_keepalive
+
+    produced: list[int] = []
+    closed = asyncio.Event()
+
+    async def deliberation() -> Any:
+        try:
+            for number in range(100_000):  # far more than any buffer
+                produced.append(number)
+                yield number
+        finally:
+            closed.set()
+
+    async def slow_client() -> None:
+        stream = with_keepalive(deliberation(), 30.0, buffer=4, slow_reader_s=0.05)
+        assert await anext(stream) == 0
+        await asyncio.wait_for(closed.wait(), timeout=30)  # the client stops reading...
+        with pytest.raises(SlowReader) as cut:  # ...and is cut off with an error
+            await anext(stream)
+        assert cut.value.status == 408
+        await stream.aclose()
+
+    asyncio.run(slow_client())
+    assert len(produced) < 10  # the run stopped at the buffer: memory did not grow

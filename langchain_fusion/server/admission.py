@@ -197,6 +197,8 @@ def _size(items: list[Any], what: str) -> None:
 
 
 def _messages(messages: Any) -> None:
+    if messages is None:
+        raise invalid("messages: Field required", "messages")
     if not isinstance(messages, list) or not messages:
         raise invalid("'messages' must be a non-empty list", "messages")
     _size(messages, "messages")

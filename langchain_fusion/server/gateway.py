@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -32,6 +32,11 @@ KEEPALIVE_S = 15.0
 proxies and clients do not drop an idle connection."""
 MAX_BODY_BYTES = 16 * 1024 * 1024
 BODY_TIMEOUT_S = 30.0
+"""Seconds a client has to send its whole body (an incomplete one holds no connection)."""
+STREAM_BUFFER = 256
+"""Events a stream holds for a slow reader before it waits on it."""
+SLOW_READER_S = 30.0
+"""Seconds a stream waits on a reader with a full buffer before cutting it off."""
 """Seconds a client has to send its whole body (an incomplete one holds no connection)."""
 _T = TypeVar("_T")
 
@@ -135,8 +140,13 @@ class Gateway:
 
     @staticmethod
     def failure(error: BaseException, principal: Principal, what: str) -> GatewayError:
-        """An upstream failure as the client will see it (the caller's keys redacted), logged."""
-        failure = upstream_failure(error, secrets=secrets_of(principal))
+        """An upstream failure as the client will see it (the caller's keys redacted), logged;
+        the gateway's own errors (a reader cut off) as they are."""
+        failure = (
+            error
+            if isinstance(error, GatewayError)
+            else upstream_failure(error, secrets=secrets_of(principal))
+        )
         logger.warning("%s failed (key %s): %s", what, principal.name, failure.message)
         return failure
 
@@ -193,18 +203,45 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-async def with_keepalive(source: AsyncIterator[_T], every: float) -> AsyncIterator[_T | KeepAlive]:
+class SlowReader(GatewayError):
+    """The client read a stream too slowly for its bounded buffer: it is cut off."""
+
+
+async def with_keepalive(
+    source: AsyncIterator[_T],
+    every: float,
+    *,
+    buffer: int = STREAM_BUFFER,
+    slow_reader_s: float = SLOW_READER_S,
+) -> AsyncGenerator[_T | KeepAlive, None]:
     """`source`'s items, and `KEEPALIVE` after each `every` seconds without one.
 
-    The source runs in a task of its own feeding a queue (an async generator must not be
-    stepped from several tasks); leaving early cancels it, which stops the deliberation.
+    The source runs in a task of its own feeding a bounded queue (an async generator must
+    not be stepped from several tasks); leaving early cancels it, which stops the
+    deliberation. A reader that leaves the queue full for `slow_reader_s` is cut off: the
+    run is cancelled and `SlowReader` raised in place of the items it did not read, so
+    memory never grows with a stream nobody reads.
     """
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=buffer)
+    cut_off: list[SlowReader] = []
 
     async def pump() -> None:
         try:
             async for item in source:
-                await queue.put(("item", item))
+                try:
+                    await asyncio.wait_for(queue.put(("item", item)), timeout=slow_reader_s)
+                except TimeoutError:
+                    cut_off.append(
+                        SlowReader(
+                            408,
+                            f"the stream was not read for {slow_reader_s:g} s with "
+                            f"{buffer} events waiting: the run was cancelled",
+                        )
+                    )
+                    close = getattr(source, "aclose", None)
+                    if close is not None:
+                        await close()  # the deliberation stops
+                    return
             await queue.put(("end", None))
         except Exception as error:
             await queue.put(("error", error))
@@ -212,11 +249,17 @@ async def with_keepalive(source: AsyncIterator[_T], every: float) -> AsyncIterat
     task = asyncio.ensure_future(pump())
     try:
         while True:
+            if cut_off:
+                raise cut_off[0]
             try:
                 kind, item = await asyncio.wait_for(queue.get(), timeout=every)
             except TimeoutError:
+                if cut_off:
+                    raise cut_off[0] from None
                 yield KEEPALIVE
                 continue
+            if cut_off:
+                raise cut_off[0]
             if kind == "error":
                 raise item
             if kind == "end":
