@@ -64,10 +64,13 @@ def test_all_is_pinned() -> None:
     assert sorted(langchain_fusion.__all__) == sorted(
         [
             "PRESETS",
+            "Cascade",
+            "CascadeReport",
             "ChatFusion",
             "ChatOpenAICompatible",
             "FailedModel",
             "FusionAnalysis",
+            "FusionMiddleware",
             "FusionParameterError",
             "FusionParameters",
             "FusionResult",

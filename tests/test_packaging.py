@@ -48,6 +48,9 @@ def test_wheel_holds_the_package_and_nothing_else(dist: Path) -> None:
     top_level = {name.split("/", 1)[0] for name in names}
     assert top_level == {"langchain_fusion", "langchain_fusion-0.1.0.dist-info"}
     assert "langchain_fusion/py.typed" in names  # typed for users' mypy
+    static = "langchain_fusion/server/playground/static/"
+    for page_file in ("index.html", "app.js", "style.css"):  # `serve` shows the playground
+        assert static + page_file in names
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
 
 

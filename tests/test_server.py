@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import wire_schema
 from test_server_support import WEATHER_TOOL
 
 from langchain_fusion.server import FUSION_MODELS, FusionServer, create_app, fusion_models
@@ -55,7 +56,8 @@ def start(
         api_key="sk-upstream",
         max_retries=0,
     )
-    return FusionServer(create_app(models, api_key=api_key, keepalive_s=keepalive_s))
+    app = create_app(models, api_key=api_key, keepalive_s=keepalive_s)
+    return FusionServer(wire_schema.wrap(app))
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +168,10 @@ def test_a_callers_tool_comes_back_as_tool_calls(fusion: Setup, stream: bool) ->
         (delta,) = call.choices[0].delta.tool_calls or []
         assert delta.function is not None
         name, arguments, call_id = delta.function.name, delta.function.arguments, delta.id
-        assert chunks[-1].choices[0].finish_reason == "tool_calls"
-        assert chunks[-1].model == CONCRETE
+        *_, finish, usage = chunks  # as hosted: usage last, though not asked for
+        assert finish.choices[0].finish_reason == "tool_calls"
+        assert usage.usage is not None
+        assert {chunk.model for chunk in chunks} == {CONCRETE}
     else:
         completion = fusion.client.chat.completions.create(**request)
         assert completion.choices[0].finish_reason == "tool_calls"

@@ -215,7 +215,7 @@ def test_hosted_fields_this_server_ignores_are_not_refused(
     gateway: tuple[str, ScriptedOpenAIServer],
 ) -> None:
     url, _ = gateway
-    body = {**FUSION, "tool_choice": "required", "tools": [TOOL], "stop_server_tools_when": {}}
+    body = {**FUSION, "tool_choice": "required", "tools": [TOOL]}
     body |= {"provider": {"sort": "price"}, "user": "u-1", "session_id": "s-1"}
     answered = httpx.post(f"{url}/chat/completions", json=body, timeout=60)
     assert answered.status_code == 200, answered.text

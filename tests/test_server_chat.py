@@ -390,8 +390,12 @@ async def test_async_streaming_with_a_callers_tool(gateway: Gateway) -> None:
     (call,) = with_calls.choices[0].delta.tool_calls or []
     assert call.function is not None
     assert call.function.name == "get_weather"
-    assert chunks[-1].choices[0].finish_reason == "tool_calls"
-    assert chunks[-1].model == CONCRETE
+    *_, finish, usage = chunks  # as hosted: usage last, though include_usage was not sent
+    assert finish.choices[0].finish_reason == "tool_calls"
+    assert usage.choices == []
+    assert usage.usage is not None
+    assert usage.usage.total_tokens > 0
+    assert {chunk.model for chunk in chunks} == {CONCRETE}
     assert gateway.requests(*PANEL) == []  # the outer model chose the caller's tool
 
 
@@ -406,7 +410,10 @@ def test_a_plain_request_is_relayed_as_it_came(gateway: Gateway, stream: bool) -
     if stream:
         chunks = list(gateway.client.chat.completions.create(stream=True, **request))
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        assert all(c.usage is None for c in chunks)  # not asked for, not sent
+        # As hosted: the last chunk carries usage, asked for or not.
+        assert chunks[-1].usage is not None
+        assert all(c.usage is None for c in chunks[:-1])
+        assert gateway.upstream.requests[0].body["stream_options"] == {"include_usage": True}
     else:
         completion = gateway.client.chat.completions.create(**request)
         text = completion.choices[0].message.content or ""
@@ -469,7 +476,11 @@ def test_a_plain_stream_that_fails_midway_ends_with_a_hosted_error_event() -> No
     assert raised.value.body == {
         "code": 502,
         "message": "the provider is overloaded",
-        "metadata": {"upstream_code": None, "upstream": {"type": "server_error"}},
+        "metadata": {
+            "upstream_code": None,
+            "upstream": {"type": "server_error"},
+            "error_type": "provider_unavailable",  # the hosted ApiErrorType of a 502
+        },
     }
 
 

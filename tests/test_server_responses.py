@@ -113,8 +113,8 @@ def test_output_holds_the_fusion_item_and_the_message(gateway: Gateway) -> None:
         "unique_insights",
         "blind_spots",
     }
-    assert "failure_reason" in (fusion.model_extra or {})
-    assert item.get("failure_reason") is None
+    # A successful run has no failure_reason key (hosted: a string or no field).
+    assert "failure_reason" not in (fusion.model_extra or {})
     answer = gateway.requests(QUALITY_JUDGE)[-1]
     assert message.type == "message"
     assert response.output_text == answer.response_text

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import openai
+import wire_schema
 
 from langchain_fusion.server import FusionServer, create_app, fusion_models
 from langchain_fusion.testing import ModelScript, RecordedRequest, ScriptedOpenAIServer
@@ -113,7 +114,7 @@ def start(
     upstream: ScriptedOpenAIServer, *, model_settings: dict[str, Any] | None = None, **app: Any
 ) -> FusionServer:
     models = fusion_models(**(model_settings or settings(upstream)))
-    return FusionServer(create_app(models, **app))
+    return FusionServer(wire_schema.wrap(create_app(models, **app)))
 
 
 def running_gateway(**app: Any) -> Iterator[Gateway]:
@@ -133,7 +134,16 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     assert isinstance(error["code"], int)
     assert isinstance(error["message"], str)
     assert error["message"]
-    assert set(error) == {"code", "message", "metadata"}
+    assert (
+        {"code", "message", "metadata"}
+        <= set(error)
+        <= {
+            "code",
+            "message",
+            "metadata",
+            "availability",
+        }
+    )
     return error
 
 

@@ -34,6 +34,7 @@ from langchain_fusion.backends import (
 )
 from langchain_fusion.chat_models.callbacks import child_config, parent_run
 from langchain_fusion.chat_models.tool_loop import OuterTurn, ToolChoice, normalise_choice
+from langchain_fusion.contract.cascade import describe_cascade
 from langchain_fusion.graph.prompts import FUSION_TOOL_NAME
 from langchain_fusion.graph.steps import PlanResult, arun_plan, run_plan
 from langchain_fusion.tools.fusion import FusionTool
@@ -169,6 +170,8 @@ class ChatFusion(FusionSettings, BaseChatModel):
             "analysis_models": [seat.label for seat in setup.panel],
             "judge_model": setup.judge_label,
             "preset": setup.parameters.preset,
+            # A cascade changes what a deliberation answers: part of the cache key.
+            **({"cascade": describe_cascade(setup.cascade)} if setup.cascade else {}),
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:

@@ -34,6 +34,7 @@ from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from langchain_fusion.backends import model_label
+from langchain_fusion.chat_models.content_blocks import CONTENT_PROVIDER
 from langchain_fusion.contract.result import FusionResult, TokenUsage
 from langchain_fusion.graph.prompts import (
     FUSION_TOOL_NAME,
@@ -67,6 +68,8 @@ class OuterTurn:
     off for this request: it is not offered to the outer model."""
     transcript: list[BaseMessage] = field(default_factory=list)
     results: list[FusionResult] = field(default_factory=list)
+    result_calls: list[ToolCall] = field(default_factory=list)
+    """The fusion call of each of `results` (its id and prompt)."""
     usage: UsageMetadata | None = None
     last: BaseMessage | None = None
     texts: list[str] = field(default_factory=list)
@@ -213,6 +216,7 @@ class OuterTurn:
         result = tool_message.artifact
         if isinstance(result, FusionResult):
             self.results.append(result)
+            self.result_calls.append(_without_history(call))
             self.usage = add_usage(self.usage, _as_usage_metadata(result.usage.total))
 
     # --- the answer -----------------------------------------------------------------------
@@ -228,13 +232,20 @@ class OuterTurn:
         metadata: dict[str, Any] = {
             "model_name": (last.response_metadata.get("model_name") if last else None)
             or model_label(outer),
-            "model_provider": "openrouter",
+            "model_provider": CONTENT_PROVIDER,
             "router": self.router,
             "finish_reason": finish_reason,
         }
-        completed = [r for r in self.results if r.responses or r.failure_reason]
+        completed = [
+            (call, r)
+            for call, r in zip(self.result_calls, self.results, strict=True)
+            if r.responses or r.failure_reason
+        ]
         if completed:
-            metadata["fusion_result"] = completed[-1].model_dump(mode="json")
+            call, result = completed[-1]
+            metadata["fusion_result"] = result.model_dump(mode="json")
+            # `content_blocks` shows it as a server tool call (chat_models/content_blocks.py).
+            metadata["fusion_call"] = {"id": call["id"], "args": call["args"]}
         additional: dict[str, Any] = {}
         if user_calls and len(self.transcript) > self.added:
             additional[CARRY] = self._carry(last)

@@ -2,18 +2,19 @@
 
 `langchain-fusion "prompt"` runs a deliberation with live progress on stderr and prints
 the answer, the analysis and the usage (`run.py`, `render.py`, `progress.py`);
-`langchain-fusion serve` runs the fusion server (`serve.py`); `langchain-fusion eval`
+`langchain-fusion serve` runs the fusion server (`serve.py`); `langchain-fusion mcp`
+serves fusion to MCP clients (`mcp.py`); `langchain-fusion eval`
 measures fusion against each panelist on your data (`langchain_fusion/eval/cli.py`).
 `app.py` holds the Typer app and the options its commands share.
 """
 
-from langchain_fusion.cli import run, serve
+from langchain_fusion.cli import mcp, run, serve
 from langchain_fusion.cli.app import app
 from langchain_fusion.eval.cli import register
 
 register(app)
 
-__all__ = ["app", "main", "run", "serve"]
+__all__ = ["app", "main", "mcp", "run", "serve"]
 
 
 def main() -> None:

@@ -27,7 +27,8 @@ names). Typer parses the command line and Rich renders the output.
 DEFAULT_COMMAND = "run"
 COMMANDS_HELP = """
 **Commands.** The first argument picks one: `serve` starts the OpenAI-compatible fusion
-server (`langchain-fusion serve --help`), `eval` measures whether fusion is worth it on
+server (`langchain-fusion serve --help`), `mcp` serves fusion to MCP clients such as Claude
+Desktop (`langchain-fusion mcp --help`), `eval` measures whether fusion is worth it on
 your data (`langchain-fusion eval --help`); anything else is a prompt, so
 `langchain-fusion "serve me a poem"` deliberates. For a prompt that is exactly a command's
 name, write `langchain-fusion run serve` (or `langchain-fusion -- serve`).

@@ -143,6 +143,22 @@ def serve(
             rich_help_panel=_PANEL,
         ),
     ] = None,
+    no_extensions: Annotated[
+        bool,
+        typer.Option(
+            "--no-extensions",
+            help="Refuse (400) our extensions of the hosted contract, such as "
+            "parameters.cascade: only what the hosted service accepts.",
+            rich_help_panel=_PANEL,
+        ),
+    ] = False,
+    no_playground: Annotated[
+        bool,
+        typer.Option(
+            "--no-playground",
+            help="Serve the API only: no browser playground at / (docs/server.md).",
+        ),
+    ] = False,
 ) -> None:
     """Serve fusion as an OpenAI- and OpenRouter-compatible API (docs/server.md).
 
@@ -193,6 +209,8 @@ def serve(
             max_request_tokens=max_request_tokens,
             max_request_cost=max_request_cost,
             prices=fusion_server.load_prices(prices) if prices else {},
+            extensions=not no_extensions,
+            playground=not no_playground,
         )
     except ValueError as error:
         fail(err, str(error))
@@ -227,6 +245,9 @@ def serve(
                 details.append("callers pay with their own upstream key")
             if details:
                 err.print("; ".join(details), highlight=False, soft_wrap=True)
+            if not no_playground:  # after the lines scripts read
+                page = f"{url.removesuffix('/v1')}/"
+                err.print(f"Playground: {page}", highlight=False, soft_wrap=True)
 
         if workers > 1:
             config.export()  # each worker builds the app from it

@@ -1,6 +1,7 @@
 """The hosted service's contract: what users send (parameters, presets), what they get back
 (the result, its failure codes) and the progress events they watch."""
 
+from langchain_fusion.contract.cascade import Cascade
 from langchain_fusion.contract.parameters import (
     FusionParameterError,
     FusionParameters,
@@ -10,6 +11,7 @@ from langchain_fusion.contract.parameters import (
 from langchain_fusion.contract.presets import PRESETS, Preset, get_preset, register_preset
 from langchain_fusion.contract.result import (
     AnalysisLimits,
+    CascadeReport,
     FailedModel,
     FailureReason,
     FusionAnalysis,
@@ -23,6 +25,8 @@ from langchain_fusion.contract.result import (
 __all__ = [
     "PRESETS",
     "AnalysisLimits",
+    "Cascade",
+    "CascadeReport",
     "FailedModel",
     "FailureReason",
     "FusionAnalysis",

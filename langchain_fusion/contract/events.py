@@ -29,3 +29,8 @@ EVENT_TYPES: tuple[str, ...] = (
     ANALYSIS_COMPLETED,
     COMPLETED,
 )
+
+# Ours, beyond the hosted events (a cascade is our extension): the first seats disagreed
+# and the remaining seats are asked. Not sent on the gateway's wire.
+CASCADE_ESCALATED = "fusion_call.cascade.escalated"
+EXTENSION_EVENT_TYPES: tuple[str, ...] = (CASCADE_ESCALATED,)

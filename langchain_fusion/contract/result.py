@@ -40,6 +40,7 @@ FailureReason = Literal[
     "judge_empty_completion",
     "cancelled",
     "fusion_invocation_capped",
+    "unexpected_error",
     # Ours, beyond the hosted service's codes:
     "quorum_not_met",
     "budget_exceeded",
@@ -207,6 +208,21 @@ class FusionUsage(BaseModel):
         return data
 
 
+class CascadeReport(BaseModel):
+    """What the cascade did in one run (`result.cascade`)."""
+
+    escalated: bool
+    """Whether the remaining seats were asked."""
+    first: list[str]
+    """The seats that answered first."""
+    rule: str
+    reason: str
+    """Why it stopped or escalated, in words."""
+    stages: dict[Literal["first", "escalation"], FusionUsage] = Field(default_factory=dict)
+    """Usage of each stage: the first seats (and the judge's first analysis), then, when it
+    escalated, the remaining seats and the judge's analysis of every answer."""
+
+
 class FusionResult(BaseModel):
     """What the fusion tool returns: the contract's JSON, plus token usage.
 
@@ -226,6 +242,8 @@ class FusionResult(BaseModel):
     degraded: bool = False
     """True when the result was built without some panelists (see `failed_models`)."""
     usage: FusionUsage = Field(default_factory=FusionUsage)
+    cascade: CascadeReport | None = None
+    """Ours: what the cascade did, when the run had one (absent otherwise)."""
 
     @model_serializer(mode="wrap")
     def _contract_shape(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -238,4 +256,6 @@ class FusionResult(BaseModel):
             data.pop("failure_detail", None)
         if not self.degraded:
             data.pop("degraded", None)  # like `failed_models`, there when it applies
+        if self.cascade is None:
+            data.pop("cascade", None)
         return data

@@ -53,8 +53,10 @@ def worst_case(
     max_completion_tokens: int,
     tool_steps: int,
     prices: Prices,
+    judge_stages: int = 1,
 ) -> WorstCase:
-    """The pipeline's own budget estimate (every tool step taken, the judge retried once);
+    """The pipeline's own budget estimate (every tool step taken, the judge retried once,
+    and asked `judge_stages` times: 2 for a cascade that judges its first seats);
     `judge=None` for arms without a judge (single models, the vote)."""
     estimate = estimate_budget(
         prompt_tokens=prompt,
@@ -65,9 +67,18 @@ def worst_case(
         tool_steps=tool_steps,
         judge_tool_steps=tool_steps,
         prices={name: ModelPrice(**dict(price)) for name, price in prices.items()},
-        judge_attempts=2 if judge else 0,
+        judge_attempts=2 * judge_stages if judge else 0,
     )
     return WorstCase(estimate.calls, estimate.input_tokens, estimate.output_tokens, estimate.cost)
+
+
+def cascade_judge_stages(cascade: Mapping[str, Any] | None) -> int:
+    """How many times a run may ask the judge under `cascade` (as the pipeline counts it)."""
+    if cascade is None:
+        return 1
+    from langchain_fusion.contract.cascade import Cascade
+
+    return 2 if Cascade.model_validate(dict(cascade)).asks_judge_first else 1
 
 
 def price_of(price: Mapping[str, float]) -> tuple[float, float]:
@@ -133,6 +144,7 @@ def fusion_graph(
     anonymize_judge: bool | None = None,
     judge_shuffle_seed: int | None = None,
     analysis_limits: Any = None,
+    cascade: Mapping[str, Any] | None = None,
 ) -> Any:
     """The full pipeline (panel, judge, synthesis) through the public `create_fusion_graph`;
     the judge keywords are passed only when asked for."""
@@ -150,6 +162,7 @@ def fusion_graph(
         limits=limits,
         synthesize=True,
         analysis_limits=analysis_limits,
+        cascade=cascade,
         **extra,
     )
 

@@ -9,6 +9,8 @@
 - `self-fusion:<model>`: the pipeline with every seat held by one model (the panel's size).
 - `vote`: every panelist answers (its own calls, not the single arms' answers) and the most
   common extracted answer wins; for graders that extract a short answer only.
+- `cascade`: the pipeline with a cascade (`--cascade-first k`): the first k seats answer,
+  the rest only when those disagree; its records say whether each item escalated.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ from langchain_fusion import FusionParameters, FusionResult, OpenAICompatibleBac
 from langchain_fusion.eval import _pipeline
 from langchain_fusion.eval.graders import Grader
 
-ArmKind = Literal["single", "fusion", "self-fusion", "vote"]
-ARM_KINDS: tuple[str, ...] = ("single", "fusion", "self-fusion", "vote")
+ArmKind = Literal["single", "fusion", "self-fusion", "vote", "cascade"]
+ARM_KINDS: tuple[str, ...] = ("single", "fusion", "self-fusion", "vote", "cascade")
+CASCADE_FIRST = 2
+"""The cascade arm's first seats when `--arms cascade` names no `--cascade-first`."""
+JUDGED_KINDS = ("fusion", "self-fusion", "cascade")
 
 
 @dataclass(frozen=True)
@@ -43,10 +48,15 @@ class ArmSpec:
     judge: str | None = None
     anonymize_judge: bool | None = None
     """None: the pipeline's default; True/False: passed to `create_fusion_graph`."""
+    cascade: tuple[tuple[str, Any], ...] | None = None
+    """The cascade arm's `Cascade` fields (`first`, `rule`)."""
 
     def fingerprint(self, setup: Mapping[str, Any]) -> str:
         """A hash of the arm and the settings that change its answers."""
-        text = json.dumps([asdict(self), dict(setup)], sort_keys=True, default=str)
+        arm = asdict(self)
+        if arm["cascade"] is None:  # arms stored before cascades existed still match
+            del arm["cascade"]
+        text = json.dumps([arm, dict(setup)], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
@@ -65,6 +75,8 @@ class ArmAnswer:
     by_model: dict[str, TokenUsage] = field(default_factory=dict)
     failure_reason: str | None = None
     votes: list[dict[str, Any]] | None = None
+    escalated: bool | None = None
+    """The cascade arm: whether the whole panel was asked."""
 
 
 class ArmPlanError(ValueError):
@@ -79,15 +91,20 @@ def plan_arms(
     self_fusion: str | None,
     judge_variants: bool,
     votable: bool,
+    cascade_first: int | None = None,
+    cascade_rule: str | None = None,
 ) -> list[ArmSpec]:
-    """The arms to run, in report order. `kinds=None`: every arm that applies."""
+    """The arms to run, in report order. `kinds=None`: every arm that applies (the cascade
+    when `cascade_first` is given)."""
     if not models:
         raise ArmPlanError("no models: give the panel, e.g. --models a,b")
     wanted = list(kinds) if kinds is not None else list(ARM_KINDS)
+    if kinds is None and cascade_first is None:
+        wanted.remove("cascade")
     unknown = [kind for kind in wanted if kind not in ARM_KINDS]
     if unknown:
         raise ArmPlanError(f"unknown arm(s) {unknown}; choose from {', '.join(ARM_KINDS)}")
-    needs_judge = {"fusion", "self-fusion"} & set(wanted)
+    needs_judge = set(JUDGED_KINDS) & set(wanted)
     if needs_judge and not judge:
         raise ArmPlanError("fusion arms need a judge: --judge SLUG")
     if "vote" in wanted and not votable:
@@ -113,7 +130,29 @@ def plan_arms(
         arms.append(ArmSpec(f"self-fusion:{model}", "self-fusion", seats, judge))
     if "vote" in wanted:
         arms.append(ArmSpec("vote", "vote", panel))
+    if "cascade" in wanted:
+        arms.append(_cascade_arm(panel, judge, cascade_first or CASCADE_FIRST, cascade_rule))
     return arms
+
+
+def _cascade_arm(
+    panel: tuple[str, ...], judge: str | None, first: int, rule: str | None
+) -> ArmSpec:
+    """The cascade arm, checked as the pipeline checks a cascade (before any call)."""
+    from langchain_fusion import Cascade, FusionParameterError
+    from langchain_fusion.contract.cascade import cascade_from, check_cascade
+
+    fields: dict[str, Any] = {"first": first, **({"rule": rule} if rule else {})}
+    try:
+        cascade = cascade_from(fields)
+        assert isinstance(cascade, Cascade)
+        check_cascade(cascade, len(panel))
+    except FusionParameterError as error:
+        raise ArmPlanError(
+            "the cascade arm: " + "; ".join(error.problems) + " (--cascade-first, --models)"
+        ) from None
+    name = f"cascade:{first}" + (f":{rule}" if rule else "")
+    return ArmSpec(name, "cascade", panel, judge, cascade=tuple(sorted(fields.items())))
 
 
 class ArmRunner:
@@ -154,6 +193,7 @@ class ArmRunner:
                 anonymize_judge=spec.anonymize_judge,
                 judge_shuffle_seed=seed if spec.anonymize_judge else None,
                 analysis_limits=analysis_limits,
+                cascade=dict(spec.cascade) if spec.cascade else None,
                 **self._graph_settings,
             )
 
@@ -222,4 +262,5 @@ def _fusion_answer(out: Mapping[str, Any]) -> ArmAnswer:
         usage=usage.total,
         by_model=dict(usage.by_model),
         failure_reason=result.failure_reason,
+        escalated=result.cascade.escalated if result.cascade is not None else None,
     )

@@ -13,7 +13,7 @@ import httpx
 
 from langchain_fusion import FusionParameters, OpenAICompatibleBackend
 from langchain_fusion.eval import _pipeline
-from langchain_fusion.eval.arms import ArmSpec
+from langchain_fusion.eval.arms import JUDGED_KINDS, ArmSpec
 from langchain_fusion.eval.items import EvalItem
 
 GRADER_PROMPT_TOKENS = 400
@@ -135,11 +135,14 @@ def estimate_run(
             _pipeline.worst_case(
                 prompt=prompt,
                 panel=arm.panel,
-                judge=arm.judge if arm.kind in ("fusion", "self-fusion") else None,
-                synthesizer=arm.judge if arm.kind in ("fusion", "self-fusion") else None,
+                judge=arm.judge if arm.kind in JUDGED_KINDS else None,
+                synthesizer=arm.judge if arm.kind in JUDGED_KINDS else None,
                 max_completion_tokens=out,
                 tool_steps=steps,
                 prices=price_table,
+                judge_stages=_pipeline.cascade_judge_stages(
+                    dict(arm.cascade) if arm.cascade else None
+                ),
             )
         ]
         if grader_model is not None:

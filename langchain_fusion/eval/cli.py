@@ -17,10 +17,11 @@ EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 
 HELP = """
 Run each panelist alone, fusion (panel → judge → final answer), the first model fused with
-itself and a majority vote on the same items; grade every answer; report accuracy (95%
-bootstrap interval), tokens, cost, cost per correct answer and latency per arm, fusion
-against the best single model item by item, and a Pareto plot. Every finished (arm, item)
-is stored in --out as it completes: run the same command again to resume.
+itself, a majority vote and (with --cascade-first K) a cascade on the same items; grade
+every answer; report accuracy (95% bootstrap interval), tokens, cost, cost per correct
+answer, latency and the cascade's escalation rate per arm, fusion against the best single
+model item by item, and a Pareto plot. Every finished (arm, item) is stored in --out as it
+completes: run the same command again to resume.
 """
 
 
@@ -98,7 +99,25 @@ def register(app: typer.Typer) -> None:
         judge: Annotated[str | None, typer.Option("--judge", help="The judge's slug.")] = None,
         arms: Annotated[
             str | None,
-            typer.Option("--arms", help="Arm kinds: single,fusion,self-fusion,vote (default all)."),
+            typer.Option(
+                "--arms",
+                help="Arm kinds: single,fusion,self-fusion,vote,cascade (default all; the "
+                "cascade with --cascade-first).",
+            ),
+        ] = None,
+        cascade_first: Annotated[
+            int | None,
+            typer.Option(
+                "--cascade-first",
+                min=2,
+                help="The cascade arm: the first K seats answer, the rest only on disagreement.",
+            ),
+        ] = None,
+        cascade_rule: Annotated[
+            str | None,
+            typer.Option(
+                "--cascade-rule", help="The cascade's rule: analysis, exact, normalised, numeric."
+            ),
         ] = None,
         self_fusion: Annotated[
             str | None, typer.Option("--self-fusion", help="Model fused with itself.")
@@ -215,6 +234,8 @@ def register(app: typer.Typer) -> None:
                 arms=_split(arms),
                 self_fusion=self_fusion,
                 judge_variants=judge_variants,
+                cascade_first=cascade_first,
+                cascade_rule=cascade_rule,
                 grader=grader,
                 grader_model=grader_model,
                 instructions=instructions,

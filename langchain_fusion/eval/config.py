@@ -26,9 +26,14 @@ class EvalConfig:
     models: Sequence[str]
     judge: str | None = None
     arms: Sequence[str] | None = None
-    """Kinds of arm: `single`, `fusion`, `self-fusion`, `vote`; None: all that apply."""
+    """Kinds of arm: `single`, `fusion`, `self-fusion`, `vote`, `cascade`; None: all that
+    apply (the cascade when `cascade_first` is set)."""
     self_fusion: str | None = None
     judge_variants: bool = False
+    cascade_first: int | None = None
+    """The cascade arm's first seats (the panel's first k models)."""
+    cascade_rule: str | None = None
+    """The cascade arm's agreement rule (`analysis`, `exact`, `normalised`, `numeric`)."""
     grader: str | None = None
     grader_model: str | None = None
     instructions: str | None = None

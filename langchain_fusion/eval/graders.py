@@ -8,12 +8,12 @@ gives the key that the majority-vote arm counts.
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from langchain_fusion import OpenAICompatibleBackend, TokenUsage
+from langchain_fusion.contract.answers import final_line, last_number, normalise, parse_number
 from langchain_fusion.eval.items import EvalItem
 
 
@@ -49,32 +49,6 @@ class Grader(Protocol):
 
 # --- numbers --------------------------------------------------------------------------
 
-_NUMBER = re.compile(
-    r"(?<![\w.])[-−]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])"
-    r"|(?<![\w.])[-−]?\.\d+"
-)
-
-
-def parse_number(text: Any) -> float | None:
-    """A number from a reference (int, float or numeric string, `1,234`, `$5`)."""
-    if isinstance(text, bool):
-        return None
-    if isinstance(text, (int, float)):
-        return float(text)
-    if not isinstance(text, str):
-        return None
-    cleaned = text.strip().replace(",", "").replace("$", "").replace("−", "-")
-    try:
-        return float(cleaned)
-    except ValueError:
-        return None
-
-
-def last_number(text: str) -> float | None:
-    """The last number written in `text` (commas and a `$` allowed), else None."""
-    found = _NUMBER.findall(text)
-    return parse_number(found[-1]) if found else None
-
 
 def _format_number(value: float) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
@@ -102,22 +76,6 @@ class NumericGrader:
 
 
 # --- text -------------------------------------------------------------------------------
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
-_ANSWER_PREFIX = re.compile(r"^\s*(?:the\s+)?(?:final\s+)?answer\s*(?:is)?\s*[:=-]?\s*", re.I)
-
-
-def normalise(text: Any) -> str:
-    """Lower case, no punctuation, no articles, single spaces (SQuAD's normalisation)."""
-    lowered = str(text).lower().translate(_PUNCTUATION)
-    return " ".join(_ARTICLES.sub(" ", lowered).split())
-
-
-def final_line(answer: str) -> str:
-    """The answer's last non-empty line, without an `Answer:` prefix."""
-    lines = [line for line in answer.strip().splitlines() if line.strip()]
-    return _ANSWER_PREFIX.sub("", lines[-1]) if lines else ""
 
 
 class ExactGrader:

@@ -43,6 +43,9 @@ class ArmSummary(BaseModel):
     cost_per_correct: float | None
     latency_p50_s: float | None
     latency_p95_s: float | None
+    escalated: int | None = None
+    """The cascade arm: items on which the whole panel was asked (None for other arms)."""
+    escalation_rate: float | None = None
 
 
 class Comparison(BaseModel):
@@ -143,6 +146,7 @@ _HEADERS = (
     "p50 s",
     "p95 s",
     "errors",
+    "escalated",
 )
 
 
@@ -173,6 +177,9 @@ def _row(arm: ArmSummary) -> list[str]:
         _fmt(arm.latency_p50_s, ".2f"),
         _fmt(arm.latency_p95_s, ".2f"),
         str(arm.errors),
+        ""
+        if arm.escalation_rate is None
+        else f"{arm.escalated}/{arm.n} ({arm.escalation_rate:.0%})",
     ]
 
 
@@ -182,6 +189,8 @@ def _summary(arm: ArmSpec, records: Sequence[Record], seed: int) -> ArmSummary:
     costs = [record.cost for record in records]
     cost = None if any(c is None for c in costs) else sum(c or 0.0 for c in costs)
     latencies = [record.latency_s for record in records]
+    cascaded = [record.escalated for record in records if record.escalated is not None]
+    escalated = sum(cascaded) if arm.kind == "cascade" else None
     interval = stats.bootstrap_interval([float(r.correct) for r in records], seed=seed)
     return ArmSummary(
         name=arm.name,
@@ -200,6 +209,8 @@ def _summary(arm: ArmSpec, records: Sequence[Record], seed: int) -> ArmSummary:
         cost_per_correct=cost / correct if cost is not None and correct else None,
         latency_p50_s=stats.percentile(latencies, 50),
         latency_p95_s=stats.percentile(latencies, 95),
+        escalated=escalated,
+        escalation_rate=escalated / len(cascaded) if escalated is not None and cascaded else None,
     )
 
 
@@ -289,15 +300,17 @@ def plot(report: EvalReport, path: Path) -> None:
     log_x = bool(xs) and min(xs) > 0 and max(xs) / min(xs) > 20
     placed: list[tuple[float, float]] = []
     try:
+        rates = {a.name: a.escalation_rate for a in report.arms if a.escalation_rate is not None}
         for name, (x, y) in points.items():
             on_front = name in report.pareto_front
             axes.scatter([x], [y], s=60, zorder=3, marker="o" if on_front else "x")
+            label = f"{name} (escalated {rates[name]:.0%})" if name in rates else name
             # Labels of points that (nearly) coincide are stacked, not drawn on each other.
             position = (math.log10(x) if log_x else x, y)
             near = sum(1 for p in placed if _close(p, position, xs, log_x))
             placed.append(position)
             axes.annotate(
-                name, (x, y), textcoords="offset points", xytext=(6, 4 - 11 * near), fontsize=8
+                label, (x, y), textcoords="offset points", xytext=(6, 4 - 11 * near), fontsize=8
             )
         front = [points[name] for name in report.pareto_front if name in points]
         if len(front) > 1:

@@ -77,6 +77,8 @@ def _plan(items: Sequence[EvalItem], config: EvalConfig) -> _Plan:
             self_fusion=config.self_fusion,
             judge_variants=config.judge_variants,
             votable=grader.votable,
+            cascade_first=config.cascade_first,
+            cascade_rule=config.cascade_rule,
         )
         prices = parse_prices(config.prices)
     except ValueError as error:
@@ -312,6 +314,7 @@ async def _run_one(
         grading_cost=grading_cost,
         by_model={model: usage.model_dump() for model, usage in arm_answer.by_model.items()},
         votes=arm_answer.votes,
+        escalated=arm_answer.escalated,
         run_id=str(run_id) if experiments is not None else None,
     )
     if experiments is not None:

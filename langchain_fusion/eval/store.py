@@ -38,6 +38,8 @@ class Record(BaseModel):
     grading_cost: float | None = None
     by_model: dict[str, dict[str, Any]] = {}
     votes: list[dict[str, Any]] | None = None
+    escalated: bool | None = None
+    """The cascade arm: whether the whole panel was asked for this item."""
     run_id: str | None = None
     """The LangSmith run of this answer, when recorded there."""
 

@@ -17,8 +17,10 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer, Send
 
+from langchain_fusion.contract.cascade import describe_cascade
 from langchain_fusion.contract.errors import refuse_unknown_keywords
 from langchain_fusion.contract.parameters import MAX_PANEL, FusionParameters
+from langchain_fusion.graph.cascade import add_cascade
 from langchain_fusion.graph.context import FusionContext
 from langchain_fusion.graph.judge import JUDGE, ajudge, judge
 from langchain_fusion.graph.panel import PANELIST, apanelist, dispatch_panel, panelist, start
@@ -94,8 +96,11 @@ def build_graph(
     builder.add_edge(START, "start")
     builder.add_conditional_edges("start", dispatch_panel, [PANELIST])
     builder.add_edge(PANELIST, QUORUM)
-    builder.add_conditional_edges(QUORUM, quorum_met, [JUDGE, CONCLUDE])
-    builder.add_edge(JUDGE, CONCLUDE)
+    if setup.cascade is None:
+        builder.add_conditional_edges(QUORUM, quorum_met, [JUDGE, CONCLUDE])
+        builder.add_edge(JUDGE, CONCLUDE)
+    else:  # judge → agreement → conclude, or escalate → the remaining seats (graph/cascade.py)
+        add_cascade(builder)
     if setup.synthesizer is not None:
         builder.add_node(SYNTHESIS, _node(synthesis, asynthesis))
         builder.add_conditional_edges(CONCLUDE, synthesis_or_end, [SYNTHESIS, END])
@@ -148,6 +153,7 @@ def run_metadata(setup: FusionSetup) -> dict[str, Any]:
         "fusion_judge": setup.judge_label,
         "fusion_preset": setup.parameters.preset,
         "fusion_max_tool_calls": setup.parameters.max_tool_calls,
+        **({"fusion_cascade": describe_cascade(setup.cascade)} if setup.cascade else {}),
     }
 
 

@@ -54,6 +54,13 @@ class RunClock:
         for loop, event in events:
             loop.call_soon_threadsafe(event.set)
 
+    def start_stage(self) -> None:
+        """A cascade's escalation: the quorum and the straggler grace count afresh from the
+        new stage's answers; the deadline and the ledger go on."""
+        with self.changed:
+            self.successes = 0
+            self.quorum_at = None
+
     @property
     def watching(self) -> bool:
         """Whether panelists need a watcher at all (a deadline or a straggler policy)."""

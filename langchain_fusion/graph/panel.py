@@ -33,7 +33,7 @@ from langchain_fusion.graph.progress import Progress
 from langchain_fusion.graph.prompts import is_instruction_message
 from langchain_fusion.graph.research import ResearchTurn, reported_model
 from langchain_fusion.graph.setup import FusionSetup, PanelSeat
-from langchain_fusion.graph.state import FusionState, PanelOutcome, PanelTask
+from langchain_fusion.graph.state import CascadeState, FusionState, PanelOutcome, PanelTask
 from langchain_fusion.graph.steps import Call, Plan
 
 PANELIST = "panelist"
@@ -60,7 +60,7 @@ def start(state: FusionState) -> dict[str, Any]:
         check_budget(limits, _estimate(state.messages, setup))
     progress = _progress(context)
     progress.emit(events.IN_PROGRESS, panel=[seat.label for seat in setup.panel])
-    for seat in setup.panel:
+    for seat in setup.first_seats:  # a cascade's other seats are added if it escalates
         progress.emit(events.PANEL_ADDED, model=seat.label, panel_index=seat.index)
     # A thread (checkpointer) keeps state between turns: each turn deliberates afresh.
     return {
@@ -69,6 +69,7 @@ def start(state: FusionState) -> dict[str, Any]:
         "result": None,
         "answer": None,
         "synthesis_error": None,
+        "cascade": CascadeState() if setup.cascade is not None else None,
     }
 
 
@@ -82,11 +83,12 @@ def _estimate(messages: list[Any], setup: FusionSetup) -> Any:
 
 
 def dispatch_panel(state: FusionState) -> list[Send]:
-    """Fan out: one `panelist` run per seat, all in parallel, each with the whole conversation."""
+    """Fan out: one `panelist` run per seat (a cascade's first seats), all in parallel,
+    each with the whole conversation."""
     setup = get_runtime(FusionContext).context.setup
     return [
         Send(PANELIST, PanelTask(index=seat.index, messages=list(state.messages)))
-        for seat in setup.panel
+        for seat in setup.first_seats
     ]
 
 
@@ -183,7 +185,8 @@ class PanelAnswer:
         content = message.text if message is not None else ""
         if not content.strip():
             return self.failed("empty completion")
-        self.context.clock.record_success()
+        if not self.abandon.is_set():  # a straggler given up on counts toward no quorum
+            self.context.clock.record_success()
         return PanelOutcome(
             index=self.seat.index,
             model=self.seat.name(reported_model(message)),

@@ -135,6 +135,16 @@ answer confidently yourself. The prompt must be self-contained: include the cont
 panel needs. Write your final answer from the result."""
 
 
+def missing_analysis_reason(result: FusionResult) -> str:
+    """Why a result has no analysis: the judge's failure, or a cascade that stopped on
+    matching answers without asking the judge."""
+    if result.failure_reason:
+        return result.failure_reason
+    if result.cascade is not None and not result.cascade.escalated:
+        return f"not needed, the first answers agree ({result.cascade.reason})"
+    return "unknown"
+
+
 def format_tool_content(result: FusionResult) -> str:
     """What the calling model reads: the analysis and the answers, compact and sectioned."""
     if not result.responses:
@@ -159,6 +169,6 @@ def format_tool_content(result: FusionResult) -> str:
     if result.analysis is not None:
         parts.append(ANALYSIS_BLOCK.format(analysis=escape_tags(result.analysis.model_dump_json())))
     else:
-        parts.append(NO_ANALYSIS_BLOCK.format(reason=result.failure_reason or "unknown"))
+        parts.append(NO_ANALYSIS_BLOCK.format(reason=missing_analysis_reason(result)))
     parts.append(f"<responses>\n{format_responses(result.responses)}\n</responses>")
     return "\n\n".join(parts)

@@ -20,6 +20,7 @@ from langchain_fusion.contract.result import (
     FusionResult,
     FusionUsage,
 )
+from langchain_fusion.graph.cascade_report import with_cascade
 from langchain_fusion.graph.context import FusionContext
 from langchain_fusion.graph.judge import JUDGE
 from langchain_fusion.graph.progress import Progress
@@ -53,6 +54,7 @@ def conclude(state: FusionState) -> dict[str, Any]:
     runtime = get_runtime(FusionContext)
     minimum = runtime.context.setup.limits.min_successful
     result = build_result(state.panel_outcomes, state.verdict, minimum)
+    result = with_cascade(result, state, runtime.context.setup)
     progress = Progress(runtime.stream_writer, listening=runtime.context.listening)
     if result.analysis is not None:
         progress.emit(events.ANALYSIS_COMPLETED, analysis=result.analysis.model_dump(mode="json"))

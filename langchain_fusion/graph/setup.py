@@ -25,6 +25,7 @@ from langchain_fusion.backends import (
     resolve_model,
     runs_server_tools,
 )
+from langchain_fusion.contract.cascade import Cascade, cascade_from, check_cascade
 from langchain_fusion.contract.parameters import (
     MAX_PANEL,
     MIN_PANEL,
@@ -91,10 +92,23 @@ class FusionSetup:
     anonymize_judge: bool = False
     """The judge sees `Response A`, `Response B`, ... in a shuffled order, not model names."""
     judge_shuffle_seed: int = 0
+    cascade: Cascade | None = None
+    """Ask the first seats, and the rest only when they disagree (graph/cascade.py)."""
 
     @property
     def judge_label(self) -> str:
         return self.judges[0].label
+
+    @property
+    def first_seats(self) -> tuple[PanelSeat, ...]:
+        """The seats a run starts with: the cascade's first seats, else the whole panel."""
+        return self.panel[: self.cascade.first] if self.cascade else self.panel
+
+    @property
+    def judge_stages(self) -> int:
+        """How many times a run may ask the judge: twice in a cascade that asks it about
+        the first seats and again about every answer."""
+        return 2 if self.cascade is not None and self.cascade.asks_judge_first else 1
 
     def estimate_inputs(self) -> dict[str, Any]:
         """What the budget estimate needs to know about the seats."""
@@ -107,7 +121,7 @@ class FusionSetup:
             "judge_tool_steps": (
                 self.parameters.max_tool_calls if self.judges[0].research is not None else 0
             ),
-            "judge_attempts": 2 * len(self.judges),
+            "judge_attempts": 2 * len(self.judges) * self.judge_stages,
             "judges": [judge.label for judge in self.judges],  # the fallback at its own price
         }
 
@@ -136,6 +150,8 @@ class SetupOptions(TypedDict, total=False):
     anonymize_judge: bool
     """The judge reads `Response A`, `Response B`, ... in a seeded shuffled order."""
     judge_shuffle_seed: int
+    cascade: Cascade | Mapping[str, Any] | None
+    """`{"first": k}` or a `Cascade`: the whole panel only when the first k disagree."""
 
 
 def build_setup(
@@ -152,6 +168,7 @@ def build_setup(
     fallback_judge: ModelLike | None = None,
     anonymize_judge: bool = False,
     judge_shuffle_seed: int = 0,
+    cascade: Cascade | Mapping[str, Any] | None = None,
 ) -> FusionSetup:
     """Resolve slugs and instances into configured models (validated before any call).
 
@@ -174,6 +191,7 @@ def build_setup(
                 f"{len(entries)} models; allowed: 1 to {len(entries)}"
             ]
         )
+    run_cascade = _checked_cascade(cascade_from(cascade), len(entries), run_limits)
     specs = params.effective_tools
     # On OpenRouter the hosted web tools run server-side; elsewhere we run stand-ins.
     server_side = research_tools is None and backend.runs_server_tools
@@ -242,7 +260,24 @@ def build_setup(
         tools=research_tool_node(local_tools),
         anonymize_judge=anonymize_judge,
         judge_shuffle_seed=judge_shuffle_seed,
+        cascade=run_cascade,
     )
+
+
+def _checked_cascade(cascade: Cascade | None, seats: int, limits: FusionLimits) -> Cascade | None:
+    """A cascade needs seats left to escalate to, and a first stage that can meet the quorum."""
+    if cascade is None:
+        return None
+    check_cascade(cascade, seats)
+    if limits.min_successful > cascade.first:
+        raise FusionParameterError(
+            [
+                f"cascade.first = {cascade.first} is below min_successful = "
+                f"{limits.min_successful}: the first seats could never be judged; raise "
+                "cascade.first or lower min_successful"
+            ]
+        )
+    return cascade
 
 
 def seat_labels(names: Sequence[str]) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Literal
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph import add_messages
@@ -59,6 +59,19 @@ class Verdict:
         self.usage_by_model[model] = self.usage_by_model.get(model, TokenUsage()) + usage
 
 
+@dataclass(frozen=True)
+class CascadeState:
+    """Where a cascade stands (graph/cascade.py): the first seats, or the escalation."""
+
+    stage: Literal["first", "escalation"] = "first"
+    agreed: bool | None = None
+    """Whether the first seats agreed; None until the agreement check."""
+    reason: str = ""
+    first_verdict: Verdict | None = None
+    """The judge's analysis of the first answers, kept (and billed) when it escalated."""
+    escalated: bool = False
+
+
 @dataclass
 class InputState:
     """What a caller passes in: the conversation (system and developer messages included)."""
@@ -79,6 +92,8 @@ class FusionState(InputState):
     answer: str | None = None
     """The final answer, written by the synthesis node (standalone use only)."""
     synthesis_error: str | None = None
+    cascade: CascadeState | None = None
+    """The cascade's progress; None when the run has no cascade."""
 
 
 @dataclass

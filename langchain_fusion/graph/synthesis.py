@@ -14,7 +14,7 @@ from langgraph.runtime import get_runtime
 
 from langchain_fusion.contract.errors import describe_error, is_programming_error
 from langchain_fusion.graph.context import FusionContext
-from langchain_fusion.graph.prompts import synthesis_request
+from langchain_fusion.graph.prompts import missing_analysis_reason, synthesis_request
 from langchain_fusion.graph.research import reported_model, usage_of
 from langchain_fusion.graph.state import FusionState
 from langchain_fusion.graph.steps import Call, Plan, afinish, finish
@@ -49,7 +49,9 @@ def _plan(state: FusionState) -> Plan[dict[str, Any]]:
         deadline = setup.limits.deadline
         return {"synthesis_error": f"the deliberation deadline of {deadline:g} s passed"}
     request = synthesis_request(
-        state.result.analysis, state.result.responses, judge_failure=state.result.failure_reason
+        state.result.analysis,
+        state.result.responses,
+        judge_failure=missing_analysis_reason(state.result),
     )
     try:
         # `invoke` streams by itself when a streaming callback listens (LangGraph's

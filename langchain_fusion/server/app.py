@@ -6,7 +6,9 @@
 | `GET /v1/key` | the calling key's spend and caps (as OpenRouter's `GET /api/v1/key`) |
 | `POST /v1/chat/completions` | fusion (alias, server tool, plugin) or a plain completion |
 | `POST /v1/responses` | the Responses API, with the same three entry points |
+| `POST /v1/messages` | Anthropic's Messages API, with the fusion plugin or the alias |
 | `GET /healthz` | for load balancers: no key, no upstream call |
+| `GET /` | the browser playground (`server/playground/`; `playground=False` leaves it out) |
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from langchain_fusion.server.errors import GatewayError
 from langchain_fusion.server.gateway import KEEPALIVE_S, MAX_BODY_BYTES, ClientGone, Gateway
 from langchain_fusion.server.keys import KeyRing, ServerKey, key_from_secret, request_secrets
 from langchain_fusion.server.ledger import SpendLedger
+from langchain_fusion.server.messages_api import messages
+from langchain_fusion.server.playground import playground_routes
 from langchain_fusion.server.policy import Policy
 from langchain_fusion.server.redaction import SECRETS, RedactingMiddleware, install_log_redaction
 from langchain_fusion.server.responses_api import responses
@@ -47,12 +51,14 @@ def create_app(
     keepalive_s: float = KEEPALIVE_S,
     max_body_bytes: int = MAX_BODY_BYTES,
     capacity: int = DEFAULT_CAPACITY,
+    playground: bool = True,
 ) -> Starlette:
     """The ASGI app serving fusion over `models` (alias → `ChatFusion`, e.g. from
     `fusion_models()`): their settings are the server's defaults for every request.
 
     `api_key` (one key) or `keys` (several, with caps, and bring-your-own-key) protect it;
-    `policy` limits what a request may run; `ledger` keeps the keys' spend.
+    `policy` limits what a request may run; `ledger` keeps the keys' spend; `playground`
+    serves the browser playground at `/`.
     """
     ring = keys or KeyRing()
     if api_key is not None:
@@ -99,7 +105,9 @@ def create_app(
             Route("/v1/key", route(_key), methods=["GET"]),
             Route("/v1/chat/completions", route(chat_completions), methods=["POST"]),
             Route("/v1/responses", route(responses), methods=["POST"]),
+            Route("/v1/messages", route(messages), methods=["POST"]),
             Route("/healthz", _health, methods=["GET"]),
+            *(playground_routes() if playground else []),
         ],
         exception_handlers={404: not_found, 405: not_found, Exception: server_error},
     )

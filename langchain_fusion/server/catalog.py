@@ -126,8 +126,11 @@ class ModelCatalog:
         # `cache_control` is one of `parameters`: the panel and the judge get it, on
         # OpenRouter (graph/setup.py).
         parameters = deliberation.parameters
+        settings = dict(defaults.settings)
+        if deliberation.cascade is not None:  # the request's extension wins
+            settings["cascade"] = deliberation.cascade
         return defaults.cls(
-            **defaults.settings,
+            **settings,
             model=deliberation.router,
             parameters=parameters,
             # Explicit fields win over `parameters`: the models the policy checked are

@@ -1,11 +1,13 @@
 """`POST /v1/chat/completions` with fusion: the alias, the server tool or the plugin.
 
-The answer is a chat completion whose `model` is the concrete outer model. Each fusion
-call rides in the assistant message's `reasoning_details` as a
+The answer is a chat completion (the `openai` SDK's own types, `wire/chat.py`) whose
+`model` is the concrete outer model, in the body and in every chunk of a stream. Each
+fusion call rides in the assistant message's `reasoning_details` as a
 `reasoning.server_tool_call` record (send the message back and the next request
 rehydrates it instead of deliberating again in the same turn), and the last result also
 in a top-level `fusion` field, which OpenAI SDKs keep as an extra attribute
-(`completion.model_extra["fusion"]`). `usage` sums every inner call.
+(`completion.model_extra["fusion"]`). `usage` sums every inner call; a stream always ends
+with a chunk carrying it, as hosted (`stream_options.include_usage` changes nothing).
 """
 
 from __future__ import annotations
@@ -15,31 +17,58 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from pydantic import ValidationError
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from langchain_fusion.chat_models import FUSION_ALIASES, ChatFusion
-from langchain_fusion.graph.prompts import FUSION_TOOL_NAME
 from langchain_fusion.server import plain
 from langchain_fusion.server.chat_request import ChatCall, ChatCompletionRequest, prepare
-from langchain_fusion.server.errors import from_validation
-from langchain_fusion.server.gateway import (
-    SSE_HEADERS,
-    Gateway,
-    KeepAlive,
-    with_keepalive,
-)
+from langchain_fusion.server.errors import GatewayError, from_validation
+from langchain_fusion.server.gateway import Gateway, KeepAlive, with_keepalive
 from langchain_fusion.server.keys import Principal
 from langchain_fusion.server.ledger import Reservation
 from langchain_fusion.server.meter import RunRecorder, Usage
 from langchain_fusion.server.rehydrate import server_tool_record
 from langchain_fusion.server.routing import find_fusion, label, resolve
+from langchain_fusion.server.wire.chat import (
+    ChunkWriter,
+    completion,
+    dump,
+    finish_reason,
+    tool_calls,
+)
+from langchain_fusion.server.wire.errors import with_availability
+from langchain_fusion.server.wire.metadata import with_metadata
+from langchain_fusion.server.wire.names import ConcreteNames
+from langchain_fusion.server.wire.usage import chat_usage
 
 logger = logging.getLogger("langchain_fusion.server")
+
+
+@dataclass
+class _Run:
+    """One admitted fusion chat completion."""
+
+    chat: ChatFusion
+    call: ChatCall
+    recorder: RunRecorder
+    names: ConcreteNames
+    reservation: Reservation | None
+    principal: Principal
+    outer: str
+    requested: list[str]
+    extras: dict[str, Any]
+    """Top-level fields the hosted API adds (`openrouter_metadata`, when asked for)."""
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"callbacks": [self.recorder, self.names]}
 
 
 async def chat_completions(gateway: Gateway, request: Request) -> Response:
@@ -66,52 +95,52 @@ async def chat_completions(gateway: Gateway, request: Request) -> Response:
     gateway.policy.check_budget(worst)
     chat = gateway.catalog.chat_for(deliberation, principal.upstream_key)
     reservation = await gateway.reserve(principal, worst)
-    recorder = RunRecorder(gateway.policy.prices)
-    ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    outer = label(deliberation.outer)
-    if call.stream:
-        stream = _sse(gateway, chat, call, recorder, reservation, principal, ident, created, outer)
-        return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
-    message = await gateway.answer(
-        request,
-        chat.ainvoke(call.messages, {"callbacks": [recorder]}, stop=call.stop, **call.kwargs),
-        principal=principal,
+    requested = deliberation.models()
+    run = _Run(
+        chat=chat,
+        call=call,
+        recorder=RunRecorder(gateway.policy.prices),
+        names=ConcreteNames(gateway.model_names),
         reservation=reservation,
-        spend=lambda _: recorder.spend(),
-        what="chat completion",
+        principal=principal,
+        outer=label(deliberation.outer),
+        requested=requested,
+        extras=with_metadata(
+            {},
+            request.headers,
+            parsed.model,
+            requested,
+            fusion=True,
+            byok=principal.upstream_key is not None,
+        ),
     )
-    completion = _completion(message, recorder, ident, created, outer)
+    ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if call.stream:
+        return EventSourceResponse(_sse(gateway, run, ident, created), sep="\n", ping=None)
+    try:
+        message = await gateway.answer(
+            request,
+            chat.ainvoke(call.messages, run.config, stop=call.stop, **call.kwargs),  # type: ignore[arg-type]
+            principal=principal,
+            reservation=reservation,
+            spend=lambda _: run.recorder.spend(),
+            what="chat completion",
+        )
+    except GatewayError as failure:
+        raise with_availability(failure, failure.__context__, requested) from None
+    body_out = dump(_completion(run, message, ident, created))
     logger.info(
         "chat.completions key=%s model=%s fusion_calls=%d tokens=%s",
         principal.name,
-        completion["model"],
-        len(recorder.fusion_calls()),
-        completion["usage"]["total_tokens"],
+        body_out["model"],
+        len(run.recorder.fusion_calls()),
+        body_out["usage"]["total_tokens"],
     )
-    return JSONResponse(completion)
+    return JSONResponse(body_out)
 
 
-def _tool_calls(message: BaseMessage) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": call["id"] or f"call_{uuid.uuid4().hex[:24]}",
-            "type": "function",
-            "function": {"name": call["name"], "arguments": json.dumps(call["args"])},
-        }
-        for call in getattr(message, "tool_calls", None) or []
-        if call["name"] != FUSION_TOOL_NAME
-    ]
-
-
-def _finish_reason(message: BaseMessage, has_tool_calls: bool) -> str:
-    if has_tool_calls:
-        return "tool_calls"
-    reason = message.response_metadata.get("finish_reason")
-    return reason if reason in ("stop", "length", "content_filter") else "stop"
-
-
-def _model_name(message: BaseMessage, fallback: str) -> str:
-    name = message.response_metadata.get("model_name")
+def _model_name(message: BaseMessage | None, fallback: str) -> str:
+    name = message.response_metadata.get("model_name") if message is not None else None
     return name if isinstance(name, str) and name and name not in FUSION_ALIASES else fallback
 
 
@@ -119,95 +148,96 @@ def _records(recorder: RunRecorder) -> list[dict[str, Any]]:
     return [server_tool_record(call, i) for i, call in enumerate(recorder.fusion_calls())]
 
 
-def _completion(
-    message: AIMessage, recorder: RunRecorder, ident: str, created: int, outer: str
-) -> dict[str, Any]:
-    tool_calls = _tool_calls(message)
-    body: dict[str, Any] = {"role": "assistant", "content": message.text or None, "refusal": None}
-    if tool_calls:
-        body["tool_calls"] = tool_calls
-    elif body["content"] is None:
-        body["content"] = ""
-    if records := _records(recorder):
-        body["reasoning_details"] = records
-    choice = {
-        "index": 0,
-        "message": body,
-        "logprobs": None,
-        "finish_reason": _finish_reason(message, bool(tool_calls)),
-    }
-    return {
-        "id": ident,
-        "object": "chat.completion",
-        "created": created,
-        "model": _model_name(message, outer),
-        "choices": [choice],
-        "usage": Usage.of(message, recorder.spend().usd).chat(),
-        "system_fingerprint": None,
-        "fusion": message.response_metadata.get("fusion_result"),
-    }
+def _completion(run: _Run, message: AIMessage, ident: str, created: int) -> Any:
+    usage = chat_usage(Usage.of(message, run.recorder.spend().usd), run.recorder)
+    return completion(
+        ident=ident,
+        created=created,
+        model=run.names.concrete(run.outer) or _model_name(message, run.outer),
+        message=message,
+        records=_records(run.recorder),
+        usage=usage,
+        extras={**_fusion(message), **run.extras},
+    )
+
+
+def _fusion(message: BaseMessage) -> dict[str, Any]:
+    """The top-level `fusion` field: the last result, when fusion ran."""
+    result = message.response_metadata.get("fusion_result")
+    return {} if result is None else {"fusion": result}
+
+
+def _event(data: dict[str, Any]) -> ServerSentEvent:
+    return ServerSentEvent(data=json.dumps(data))
 
 
 async def _sse(
-    gateway: Gateway,
-    chat: ChatFusion,
-    call: ChatCall,
-    recorder: RunRecorder,
-    reservation: Reservation | None,
-    principal: Principal,
-    ident: str,
-    created: int,
-    outer: str,
-) -> AsyncIterator[bytes]:
-    """The completion as `chat.completion.chunk` events. The concrete model is known when
-    the outer model finishes: chunks before then name the configured outer model."""
-    model = outer
-
-    def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        body = {
-            "id": ident,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": None,
-            "choices": choices,
-            **extra,
-        }
-        return f"data: {json.dumps(body)}\n\n".encode()
-
-    def delta(content: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
-        return [{"index": 0, "delta": content, "logprobs": None, "finish_reason": finish}]
-
-    yield event(delta({"role": "assistant", "content": ""}))
+    gateway: Gateway, run: _Run, ident: str, created: int
+) -> AsyncIterator[ServerSentEvent]:
+    """The completion as `chat.completion.chunk` events, every one naming the concrete
+    outer model: the first chunk waits for the first upstream response that reports it
+    (an OpenAI-compatible stream reports it at its end, so a model's first request here
+    sends its tokens once that call ends; pings go out meanwhile), and the last one
+    carries usage."""
+    writer: ChunkWriter | None = None
+    held: list[str] = []
     total: AIMessageChunk | None = None
+
+    def opened() -> list[ServerSentEvent]:
+        nonlocal writer
+        model = run.names.concrete(run.outer) or _model_name(total, run.outer)
+        writer = ChunkWriter(ident, created, model)
+        first = [_event(dump(writer.delta({"role": "assistant", "content": ""})))]
+        return first + [_event(dump(writer.delta({"content": text}))) for text in held]
+
     try:
-        source = chat.astream(
-            call.messages, {"callbacks": [recorder]}, stop=call.stop, **call.kwargs
+        source = run.chat.astream(
+            run.call.messages,
+            run.config,  # type: ignore[arg-type]
+            stop=run.call.stop,
+            **run.call.kwargs,
         )
         async for piece in with_keepalive(source, gateway.keepalive_s):
             if isinstance(piece, KeepAlive):
-                yield b": deliberating\n\n"
+                yield ServerSentEvent(comment="deliberating")
                 continue
             if not isinstance(piece, AIMessageChunk):
                 continue
             total = piece if total is None else total + piece
-            if piece.text:
-                yield event(delta({"content": piece.text}))
+            if writer is None:
+                if piece.text:
+                    held.append(piece.text)
+                if run.names.concrete(run.outer) is None:
+                    continue  # its first call has not reported the concrete name yet
+                for event in opened():
+                    yield event
+            elif piece.text:
+                yield _event(dump(writer.delta({"content": piece.text})))
     except Exception as error:
-        yield gateway.failure(error, principal, "chat completion stream").sse()
+        failure = gateway.failure(error, run.principal, "chat completion stream")
+        with_availability(failure, error, run.requested)
+        if writer is None:
+            for event in opened():
+                yield event
+        assert writer is not None
+        yield _event(writer.error(failure))
         return
     finally:
-        await gateway.settle(reservation, recorder.spend())
+        await gateway.settle(run.reservation, run.recorder.spend())
 
+    if writer is None:
+        for event in opened():
+            yield event
+    assert writer is not None
     final = total if total is not None else AIMessageChunk(content="")
-    tool_calls = _tool_calls(final)
-    model = _model_name(final, model)
-    if tool_calls:
-        yield event(delta({"tool_calls": [{"index": i, **c} for i, c in enumerate(tool_calls)]}))
-    if records := _records(recorder):
-        yield event(delta({"reasoning_details": records}))
-    fusion = final.response_metadata.get("fusion_result")
-    yield event(delta({}, _finish_reason(final, bool(tool_calls))), fusion=fusion)
-    if call.include_usage:
-        yield event([], usage=Usage.of(final, recorder.spend().usd).chat())
-    yield b"data: [DONE]\n\n"
+    calls = tool_calls(final)
+    if calls:
+        indexed = [{"index": i, **c} for i, c in enumerate(calls)]
+        yield _event(dump(writer.delta({"tool_calls": indexed})))
+    if records := _records(run.recorder):
+        yield _event(dump(writer.delta({"reasoning_details": records})))
+    last = writer.delta({}, finish_reason(final, bool(calls)))
+    yield _event({**dump(last), **_fusion(final), **run.extras})
+    usage = chat_usage(Usage.of(final, run.recorder.spend().usd), run.recorder)
+    yield _event(dump(writer.chunk([], usage=usage)))
+    yield ServerSentEvent(data="[DONE]")

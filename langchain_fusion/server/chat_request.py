@@ -20,6 +20,11 @@ from langchain_fusion.contract.parameters import SERVER_TOOL_TYPE
 from langchain_fusion.graph.prompts import FUSION_TOOL_NAME
 from langchain_fusion.server import rehydrate
 from langchain_fusion.server.errors import invalid
+from langchain_fusion.server.loop_controls import (
+    MaxToolCalls,
+    StopServerToolsWhen,
+    offers_server_tools,
+)
 from langchain_fusion.server.routing import FusionAsk
 
 FUSION_CHOICE = {"type": "function", "function": {"name": FUSION_TOOL_NAME}}
@@ -138,6 +143,8 @@ class ChatCompletionRequest(BaseModel):
     stream_options: _StreamOptions | None = None
     n: int | None = Field(default=None, ge=1, le=1)
     response_format: dict[str, Any] | None = None
+    max_tool_calls: MaxToolCalls | None = None  # the outer loop's (loop_controls.py)
+    stop_server_tools_when: StopServerToolsWhen | None = None
 
     @field_validator("tools")
     @classmethod
@@ -229,7 +236,11 @@ def prepare(request: ChatCompletionRequest, ask: FusionAsk) -> ChatCall:
             kwargs[name] = value
     if request.output_limit is not None:
         kwargs["max_tokens"] = request.output_limit
-    enabled = ask.enabled and not rehydrated
+    enabled = (
+        ask.enabled
+        and not rehydrated
+        and offers_server_tools(request.max_tool_calls, request.stop_server_tools_when)
+    )
     if not enabled:
         kwargs["fusion_enabled"] = False
     stop = [request.stop] if isinstance(request.stop, str) else request.stop

@@ -49,6 +49,10 @@ class ServerConfig(BaseModel):
     max_request_cost: float | None = Field(default=None, gt=0)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     keepalive_s: float = Field(default=KEEPALIVE_S, gt=0)
+    extensions: bool = True
+    """Accept our extensions of the contract (`parameters.cascade`); False: 400."""
+    playground: bool = True
+    """Serve the browser playground at `/`."""
 
     @model_validator(mode="after")
     def _costs_need_prices(self) -> ServerConfig:
@@ -93,9 +97,11 @@ class ServerConfig(BaseModel):
                 max_request_tokens=self.max_request_tokens,
                 max_request_cost=self.max_request_cost,
                 prices=dict(self.prices),
+                extensions=self.extensions,
             ),
             ledger=SpendLedger(target) if target is not None else None,
             keepalive_s=self.keepalive_s,
+            playground=self.playground,
         )
 
     def export(self) -> None:

@@ -3,14 +3,13 @@
 OpenRouter answers `{"error": {"code": <the HTTP status>, "message": ..., "metadata": ...}}`
 and its SDK refuses a `code` that is not that integer; OpenAI SDKs read `message` from the
 same object. Every refusal and failure here is a `GatewayError`, rendered by `body()`; a
-chat-completions stream that fails after its headers went out sends the same object as an
-SSE `data:` line, which both SDKs raise as an error.
+stream that fails after its headers went out sends it as the hosted error chunk or event
+(`wire/chat.py`, `wire/errors.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -54,17 +53,18 @@ class GatewayError(Exception):
         self.message = redact(message)
         self.metadata = dict(metadata) if metadata else None
         self.headers = dict(headers or {})
+        self.availability: dict[str, Any] | None = None
+        """The hosted `availability` object, when the failure is about the models'."""
 
     def body(self) -> dict[str, Any]:
-        """`{"error": {"code": status, "message": ..., "metadata": ...}}`."""
-        return {"error": {"code": self.status, "message": self.message, "metadata": self.metadata}}
+        """`{"error": {"code": status, "message": ..., "metadata": ..., "availability"?}}`."""
+        error = {"code": self.status, "message": self.message, "metadata": self.metadata}
+        if self.availability is not None:
+            error["availability"] = self.availability
+        return {"error": error}
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
-
-    def sse(self) -> bytes:
-        """The error as a chat-completions stream event (OpenAI and OpenRouter SDKs raise it)."""
-        return f"data: {json.dumps(self.body())}\n\n".encode()
 
 
 def invalid(message: str, param: str | None = None) -> GatewayError:
@@ -105,6 +105,6 @@ def upstream_failure(error: BaseException, *, secrets: Iterable[str] = ()) -> Ga
     return GatewayError(
         status,
         redact(f"the fusion backend failed: {describe_error(error)}", secrets),
-        metadata={"upstream_status": upstream, "error_type": type(error).__name__},
+        metadata={"upstream_status": upstream, "exception": type(error).__name__},
         headers=NO_RETRY,
     )

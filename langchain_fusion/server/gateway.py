@@ -24,6 +24,7 @@ from langchain_fusion.server.errors import GatewayError, upstream_failure
 from langchain_fusion.server.keys import KeyRing, Principal, secrets_of
 from langchain_fusion.server.ledger import Reservation, Spend, SpendLedger
 from langchain_fusion.server.policy import Policy, as_spend
+from langchain_fusion.server.wire.names import ModelDirectory
 
 logger = logging.getLogger("langchain_fusion.server")
 
@@ -63,6 +64,8 @@ class Gateway:
     keepalive_s: float = KEEPALIVE_S
     max_body_bytes: int = MAX_BODY_BYTES
     body_timeout_s: float = BODY_TIMEOUT_S
+    model_names: ModelDirectory = field(default_factory=ModelDirectory)
+    """The concrete model behind each configured name, as upstream responses reported it."""
     _http: httpx.AsyncClient | None = None
 
     def __post_init__(self) -> None:
@@ -101,7 +104,12 @@ class Gateway:
             raise GatewayError(413, f"the request body is over {self.max_body_bytes} bytes")
         raw = await read_limited(request, self.max_body_bytes, self.body_timeout_s)
         body = parse_body(raw)
-        admit(body, "responses" if request.url.path.endswith("/responses") else "chat")
+        path = request.url.path
+        if path.endswith("/responses"):
+            admit(body, "responses")
+        elif path.endswith("/chat/completions"):
+            admit(body, "chat")
+        # Other routes (`/v1/messages`) admit the Chat Completions request they translate to.
         return body
 
     async def reserve(self, principal: Principal, worst: BudgetEstimate) -> Reservation | None:

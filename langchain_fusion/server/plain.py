@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from langchain_fusion.server.gateway import SSE_HEADERS, ClientGone, Gateway, un
 from langchain_fusion.server.keys import Principal, secrets_of
 from langchain_fusion.server.ledger import Reservation, Spend
 from langchain_fusion.server.policy import ASSUMED_OUTPUT_TOKENS, plain_prompt_tokens
+from langchain_fusion.server.wire.chat import ChunkWriter
 
 logger = logging.getLogger("langchain_fusion.server")
 
@@ -65,8 +67,8 @@ async def relay(
     url = backend.base_url.rstrip("/") + "/chat/completions"
     stream = bool(body.get("stream"))
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    if stream and reservation is not None and not wants_usage:
-        # The ledger needs the usage: ask for it, and drop it on the way back.
+    if stream and not wants_usage:
+        # As hosted, a stream always ends with usage (and the ledger needs it): ask for it.
         options = {**(body.get("stream_options") or {}), "include_usage": True}
         body = {**body, "stream_options": options}
     secrets = [key, *secrets_of(principal)]
@@ -96,10 +98,14 @@ async def relay(
         logger.info("chat.completions (plain) key=%s model=%s", principal.name, model)
         return JSONResponse(data)
     return StreamingResponse(
-        _relay_stream(gateway, response, reservation, model, keep_usage=wants_usage),
+        _relay_stream(gateway, response, reservation, model, keep_usage=True),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
+
+
+_ABSENT = ("usage", "system_fingerprint")
+"""Chunk fields the hosted schema allows as a value or absent, never `null`."""
 
 
 async def _relay_stream(
@@ -120,8 +126,18 @@ async def _relay_stream(
                 except ValueError:
                     chunk = None
                 if isinstance(chunk, dict) and isinstance(chunk.get("error"), dict):
-                    yield _stream_error(chunk["error"]).sse()  # in the hosted shape
+                    failure = _stream_error(chunk["error"])  # in the hosted shape: a chunk
+                    writer = ChunkWriter(
+                        str(chunk.get("id") or "chatcmpl-error"),
+                        int(chunk.get("created") or time.time()),
+                        str(chunk.get("model") or model),
+                    )
+                    yield f"data: {json.dumps(writer.error(failure))}\n\n".encode()
                     return
+                if isinstance(chunk, dict) and any(chunk.get(k, 0) is None for k in _ABSENT):
+                    # OpenAI's nulls, where the hosted chunk has a value or no field.
+                    chunk = {k: v for k, v in chunk.items() if k not in _ABSENT or v is not None}
+                    line = "data: " + json.dumps(chunk)
                 if isinstance(chunk, dict) and chunk.get("usage"):
                     usage = chunk["usage"]
                     if not keep_usage:

@@ -24,9 +24,11 @@ from langchain_core.messages import BaseMessage
 from langchain_fusion.backends import DEFAULT_MAX_RETRIES
 from langchain_fusion.chat_models import FUSION_ALIASES
 from langchain_fusion.chat_models.tool_loop import MAX_OUTER_CALLS
+from langchain_fusion.contract.cascade import check_cascade
 from langchain_fusion.contract.parameters import (
     DEFAULT_MAX_COMPLETION_TOKENS,
     SERVER_TOOL_TYPE,
+    FusionParameterError,
     ToolSpec,
 )
 from langchain_fusion.contract.presets import PRESETS
@@ -83,6 +85,8 @@ class Policy:
     max_request_cost: float | None = None
     """Worst-case USD one request may spend; needs a price for every model."""
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+    extensions: bool = True
+    """Our extensions of the contract (`parameters.cascade`); False refuses them (400)."""
 
     def __post_init__(self) -> None:
         for name in ("max_panel", "max_request_tokens"):
@@ -129,6 +133,23 @@ class Policy:
                 [model], why=f" (from preset {preset!r})" if model in expanded else ""
             )
         self.check_nested(deliberation.parameters.effective_tools, "parameters.tools")
+        if deliberation.cascade is not None and not self.extensions:
+            raise GatewayError(
+                400,
+                "parameters.cascade is an extension of this gateway, not part of the hosted "
+                "contract, and this server turns extensions off (--no-extensions); send the "
+                "request without it",
+                metadata={"param": "parameters.cascade"},
+            )
+        if deliberation.cascade is not None:
+            try:
+                check_cascade(deliberation.cascade, len(deliberation.panel))
+            except FusionParameterError as error:
+                raise GatewayError(
+                    400,
+                    "parameters." + "; ".join(error.problems),
+                    metadata={"param": "parameters.cascade"},
+                ) from None
         size = len(deliberation.panel)
         if self.max_panel is not None and size > self.max_panel:
             raise GatewayError(
@@ -190,7 +211,7 @@ class Policy:
                     tool_steps=steps,
                     judge_tool_steps=steps,
                     prices=prices,
-                    judge_attempts=2 * len(judges),
+                    judge_attempts=2 * len(judges) * _judge_stages(deliberation),
                     attempts=attempts,
                 )
             )
@@ -239,6 +260,12 @@ class Policy:
                     },
                 },
             ) from None
+
+
+def _judge_stages(deliberation: Deliberation) -> int:
+    """A cascade may ask the judge twice: about the first seats, then about every answer."""
+    cascade = deliberation.cascade or deliberation.defaults.settings.get("cascade")
+    return 2 if cascade is not None and cascade.asks_judge_first else 1
 
 
 def estimate_json(estimate: BudgetEstimate) -> dict[str, Any]:

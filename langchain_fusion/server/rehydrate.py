@@ -30,8 +30,15 @@ _CONTRACT_FIELDS = ("status", "analysis", "responses", "failed_models", "sources
 
 
 def contract_json(result: FusionResult) -> dict[str, Any]:
+    """The result's contract fields; a failure with no better code is `unexpected_error`,
+    and a success has no `failure_reason` key (hosted: a string or no field)."""
     data = result.model_dump(mode="json")
-    return {name: data[name] for name in _CONTRACT_FIELDS if name in data}
+    body = {name: data[name] for name in _CONTRACT_FIELDS if name in data}
+    if result.status == "error":
+        body["failure_reason"] = body.get("failure_reason") or "unexpected_error"
+    else:
+        body.pop("failure_reason", None)
+    return body
 
 
 # --- Chat Completions: reasoning_details ---------------------------------------------------
@@ -80,24 +87,6 @@ def from_record(detail: dict[str, Any], position: str, fallback_prompt: str) -> 
 
 def item_id(call_id: str) -> str:
     return ITEM_PREFIX + re.sub(r"[^A-Za-z0-9_-]", "_", call_id)
-
-
-def fusion_item(call: FusionCall, *, status: str = "completed") -> dict[str, Any]:
-    """The `openrouter:fusion` output item of one fusion call."""
-    result = call.outcome()
-    item: dict[str, Any] = {"type": SERVER_TOOL_TYPE, "id": item_id(call.call_id)}
-    item.update(contract_json(result))
-    item["status"] = status  # the item's status; the result's own is said by `error`
-    if not item.get("sources"):
-        item.pop("sources", None)  # hosted: present when a model cited a source
-    if result.status == "error":
-        item["error"] = result.failure_detail or result.failure_reason or "fusion failed"
-    return item
-
-
-def pending_item(call_id: str) -> dict[str, Any]:
-    """The item as `response.output_item.added` announces it."""
-    return {"type": SERVER_TOOL_TYPE, "id": item_id(call_id), "status": "in_progress"}
 
 
 def from_item(item: dict[str, Any], fallback_prompt: str) -> list[BaseMessage]:

@@ -19,32 +19,34 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import ValidationError
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from langchain_fusion.graph.budget import BudgetEstimate, approximate_tokens
 from langchain_fusion.graph.prompts import FUSION_TOOL_NAME
 from langchain_fusion.server.errors import GatewayError, from_validation
-from langchain_fusion.server.gateway import (
-    SSE_HEADERS,
-    Gateway,
-    KeepAlive,
-    with_keepalive,
-)
+from langchain_fusion.server.gateway import Gateway, KeepAlive, with_keepalive
 from langchain_fusion.server.keys import Principal
 from langchain_fusion.server.ledger import Reservation, Spend
 from langchain_fusion.server.meter import FusionCall, RunRecorder, Usage, message_spend
 from langchain_fusion.server.policy import ASSUMED_OUTPUT_TOKENS, plain_prompt_tokens
-from langchain_fusion.server.rehydrate import fusion_item, item_id, pending_item
-from langchain_fusion.server.responses_events import (
-    ResponseWriter,
+from langchain_fusion.server.responses_events import ResponseWriter
+from langchain_fusion.server.responses_request import ResponsesCall, ResponsesRequest, prepare
+from langchain_fusion.server.routing import find_fusion, label, resolve
+from langchain_fusion.server.wire.errors import with_availability
+from langchain_fusion.server.wire.items import fusion_item, pending_item
+from langchain_fusion.server.wire.metadata import with_metadata
+from langchain_fusion.server.wire.names import ConcreteNames
+from langchain_fusion.server.wire.responses import (
+    OutputItem,
+    ResponseObject,
     finish,
     function_call_items,
     message_item,
     new_response,
 )
-from langchain_fusion.server.responses_request import ResponsesCall, ResponsesRequest, prepare
-from langchain_fusion.server.routing import find_fusion, label, resolve
+from langchain_fusion.server.wire.usage import ResponsesUsage, responses_usage
 
 logger = logging.getLogger("langchain_fusion.server")
 
@@ -61,10 +63,15 @@ class _Run:
     plain_model: str | None
     """The model of a request without fusion (its spend is its own usage)."""
     principal: Principal
+    names: ConcreteNames
+    outer: str
+    """The outer model as configured: the response names its concrete model."""
+    requested: list[str]
+    """Every model the request asked for (a failure's `availability` lists them)."""
 
     @property
     def config(self) -> RunnableConfig:
-        return {"callbacks": [self.recorder]}
+        return {"callbacks": [self.recorder, self.names]}
 
     def spend(self, final: BaseMessage | None) -> Spend:
         if self.plain_model is None:
@@ -114,6 +121,7 @@ async def responses(gateway: Gateway, request: Request) -> Response:
             kwargs["fusion_enabled"] = False
         outer_label = label(deliberation.outer)
     reservation = await gateway.reserve(principal, worst)
+    requested = [parsed.model] if ask is None else deliberation.models()
     run = _Run(
         runnable=runnable,
         call=call,
@@ -122,26 +130,43 @@ async def responses(gateway: Gateway, request: Request) -> Response:
         reservation=reservation,
         plain_model=parsed.model if ask is None else None,
         principal=principal,
+        names=ConcreteNames(gateway.model_names),
+        outer=outer_label,
+        requested=requested,
     )
     response = new_response(parsed.model_dump(), outer_label)
-    if call.stream:
-        return StreamingResponse(
-            _stream(gateway, run, ResponseWriter(response)),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS,
-        )
-    final = await gateway.answer(
-        request,
-        run.runnable.ainvoke(call.messages, run.config, **run.kwargs),
-        principal=principal,
-        reservation=reservation,
-        spend=run.spend,
-        what="responses",
+    metadata = with_metadata(
+        {},
+        request.headers,
+        parsed.model,
+        requested,
+        fusion=ask is not None,
+        byok=principal.upstream_key is not None,
     )
-    response["output"] = _output(run, final)
-    finish(response, final, _usage(run, final).responses())
-    logger.info("responses key=%s model=%s status=200", principal.name, response["model"])
-    return JSONResponse(response)
+    response.openrouter_metadata = metadata.get("openrouter_metadata")
+    if call.stream:
+        return EventSourceResponse(_stream(gateway, run, response), sep="\n", ping=None)
+    try:
+        final = await gateway.answer(
+            request,
+            run.runnable.ainvoke(call.messages, run.config, **run.kwargs),
+            principal=principal,
+            reservation=reservation,
+            spend=run.spend,
+            what="responses",
+        )
+    except GatewayError as failure:
+        raise with_availability(failure, failure.__context__, requested) from None
+    response.model = run.names.concrete(outer_label) or _reported(final) or outer_label
+    response.output = _output(run, final)
+    finish(response, final, _usage(run, final))
+    logger.info("responses key=%s model=%s status=200", principal.name, response.model)
+    return JSONResponse(response.wire())
+
+
+def _reported(message: BaseMessage | None) -> str | None:
+    name = message.response_metadata.get("model_name") if message is not None else None
+    return name if isinstance(name, str) and name else None
 
 
 def _bound(
@@ -156,22 +181,29 @@ def _bound(
     return model.bind_tools(tools, tool_choice=choice)
 
 
-def _usage(run: _Run, final: BaseMessage | None) -> Usage:
-    return Usage.of(final, run.spend(final).usd)
+def _usage(run: _Run, final: BaseMessage | None) -> ResponsesUsage:
+    recorder = None if run.plain_model is not None else run.recorder
+    return responses_usage(Usage.of(final, run.spend(final).usd), recorder)
 
 
-def _output(run: _Run, final: BaseMessage) -> list[dict[str, Any]]:
+def _output(run: _Run, final: BaseMessage) -> list[OutputItem]:
     """Fusion items (each call, in order), the message, the caller's function calls."""
-    output = [fusion_item(call) for call in run.recorder.fusion_calls()]
+    output: list[OutputItem] = [fusion_item(call) for call in run.recorder.fusion_calls()]
     if final.text:
         output.append(message_item(final.text))
-    return output + function_call_items(final)
+    return [*output, *function_call_items(final)]
 
 
-async def _stream(gateway: Gateway, run: _Run, writer: ResponseWriter) -> AsyncIterator[bytes]:
-    """The Responses event stream of one run."""
-    for chunk in writer.start():
-        yield chunk
+async def _stream(
+    gateway: Gateway, run: _Run, response: ResponseObject
+) -> AsyncIterator[ServerSentEvent]:
+    """The Responses event stream of one run. The outer model's name is fixed once, when
+    the stream starts: its concrete name when known (from an earlier request, or this
+    run's first upstream response, which the stream waits for unless the deliberation
+    runs first), else the configured one, for the whole stream."""
+    writer = ResponseWriter(response, run.names)
+    held: list[Any] = []
+    started = False
     final: BaseMessage | None = None
     recorder = run.recorder
     try:
@@ -180,32 +212,38 @@ async def _stream(gateway: Gateway, run: _Run, writer: ResponseWriter) -> AsyncI
         )
         async for event in with_keepalive(source, gateway.keepalive_s):
             if isinstance(event, KeepAlive):
-                yield b": keepalive\n\n"
+                yield ServerSentEvent(comment="keepalive")
                 continue
-            kind, root = event["event"], not event["parent_ids"]
-            if kind == "on_chat_model_stream" and root:
-                if text := event["data"]["chunk"].text:
-                    for chunk in writer.text(text):
-                        yield chunk
-            elif kind == "on_chat_model_end" and root:
-                final = event["data"]["output"]
-            elif kind in ("on_tool_start", "on_tool_end") and event["name"] == FUSION_TOOL_NAME:
-                for chunk in _fusion_run(writer, recorder, event):
+            if not started:
+                held.append(event)
+                if run.names.concrete(run.outer) is None and not _deliberating(event):
+                    continue  # the outer model's first call reports its name at its end
+                # Known, or the deliberation runs first (forced): its progress is not held
+                # back for a name; the stream keeps the one it starts with.
+                response.model, started = run.names.name(run.outer), True
+                for chunk in writer.start():
                     yield chunk
-            elif kind == "on_custom_event":
-                for chunk in writer.fusion_progress(event["run_id"], event["name"], event["data"]):
+            for item in held or [event]:
+                final = _final(item) or final
+                for chunk in _events(writer, recorder, item):
                     yield chunk
+            held = []
     except Exception as error:
         failure = (
             error
             if isinstance(error, GatewayError)
             else gateway.failure(error, run.principal, "responses stream")
         )
-        for chunk in writer.failed(failure):
+        with_availability(failure, error, run.requested)
+        for chunk in [*_start(writer, run, started, held, final), *writer.failed(failure)]:
             yield chunk
         return
     finally:
         await gateway.settle(run.reservation, run.spend(final))
+    for item in held:
+        final = _final(item) or final
+    for chunk in _start(writer, run, started, held, final):
+        yield chunk
     for chunk in [*writer.close_text(), *writer.close_fusion()]:
         yield chunk
     for call in recorder.fusion_calls():
@@ -216,11 +254,51 @@ async def _stream(gateway: Gateway, run: _Run, writer: ResponseWriter) -> AsyncI
         for item in function_call_items(final):
             for chunk in writer.function_call(item):
                 yield chunk
-    finish(writer.response, final, _usage(run, final).responses())
+    finish(writer.response, final, _usage(run, final))
     yield writer.completed()
 
 
-def _fusion_run(writer: ResponseWriter, recorder: RunRecorder, event: Any) -> list[bytes]:
+def _start(
+    writer: ResponseWriter, run: _Run, started: bool, held: list[Any], final: BaseMessage | None
+) -> list[ServerSentEvent]:
+    """The stream's opening, late: the run ended before any upstream response named the
+    outer model (the events it held then follow)."""
+    if started:
+        return []
+    writer.response.model = run.names.concrete(run.outer) or _reported(final) or run.outer
+    out = writer.start()
+    for item in held:
+        out += _events(writer, run.recorder, item)
+    held.clear()
+    return out
+
+
+def _deliberating(event: Any) -> bool:
+    kind, name = str(event["event"]), str(event["name"])
+    return kind == "on_custom_event" or (kind == "on_tool_start" and name == FUSION_TOOL_NAME)
+
+
+def _final(event: Any) -> BaseMessage | None:
+    if event["event"] == "on_chat_model_end" and not event["parent_ids"]:
+        output: BaseMessage = event["data"]["output"]
+        return output
+    return None
+
+
+def _events(writer: ResponseWriter, recorder: RunRecorder, event: Any) -> list[ServerSentEvent]:
+    """What one LangChain stream event sends."""
+    kind, root = event["event"], not event["parent_ids"]
+    if kind == "on_chat_model_stream" and root:
+        text = event["data"]["chunk"].text
+        return writer.text(text) if text else []
+    if kind in ("on_tool_start", "on_tool_end") and event["name"] == FUSION_TOOL_NAME:
+        return _fusion_run(writer, recorder, event)
+    if kind == "on_custom_event":
+        return writer.fusion_progress(event["run_id"], event["name"], event["data"])
+    return []
+
+
+def _fusion_run(writer: ResponseWriter, recorder: RunRecorder, event: Any) -> list[ServerSentEvent]:
     """Open the fusion item when the tool starts; close it with the result when it ends."""
     run = event["run_id"]
     call = recorder.call_of_run(run)
@@ -236,6 +314,4 @@ def _fusion_run(writer: ResponseWriter, recorder: RunRecorder, event: Any) -> li
         ran=True,
         error=None if result is not None else str(getattr(output, "content", output)),
     )
-    item = fusion_item(finished)
-    item["id"] = item_id(call_id)
-    return writer.fusion_finished(run, item)
+    return writer.fusion_finished(run, fusion_item(finished))

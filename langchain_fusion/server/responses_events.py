@@ -1,110 +1,61 @@
-"""The Responses API's objects and stream events, as OpenAI and the hosted API define them.
+"""One streamed Responses API response: every event it sends, typed, in order.
 
-`ResponseWriter` keeps one response's state while it streams: the sequence number, the
-output items in the order they were added (so that `response.completed` lists exactly the
-items the stream announced), and the open message. The fusion progress events go out as
-`response.fusion_call.*` with `item_id`, `output_index` and `sequence_number`, carrying
-exactly the fields the hosted reference gives each event.
+`ResponseWriter` keeps the response while it streams: the sequence number, the output
+items in the order they were added (so that `response.completed` lists exactly the items
+the stream announced), and the open message. The fusion progress events go out as the
+hosted `response.fusion_call.*` events (`wire/events.py`), each naming a panelist by its
+concrete model: an event that would name a panelist before its concrete name is known
+(its first upstream token reports it) waits for it, so that one panelist has one name in
+the whole stream.
 """
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
-from langchain_core.messages import BaseMessage
+from pydantic import ValidationError
+from sse_starlette import ServerSentEvent
 
-from langchain_fusion.contract import events
+from langchain_fusion.contract import events as contract_events
 from langchain_fusion.server.errors import GatewayError
+from langchain_fusion.server.wire.events import (
+    FUSION_EVENTS,
+    ArgumentsDeltaEvent,
+    ArgumentsDoneEvent,
+    ContentPartEvent,
+    ErrorEvent,
+    Event,
+    OutputItemEvent,
+    ResponseEvent,
+    TextDeltaEvent,
+    TextDoneEvent,
+)
+from langchain_fusion.server.wire.names import ConcreteNames
+from langchain_fusion.server.wire.responses import (
+    FunctionCallItem,
+    FusionItem,
+    MessageItem,
+    OutputItem,
+    OutputText,
+    ResponseError,
+    ResponseObject,
+    message_item,
+)
 
-# The fields of each hosted event (besides type, item_id, output_index, sequence_number).
-FUSION_EVENT_FIELDS: dict[str, tuple[str, ...]] = {
-    events.IN_PROGRESS: (),
-    events.PANEL_ADDED: ("model",),
-    events.PANEL_DELTA: ("model", "delta"),
-    events.PANEL_REASONING_DELTA: ("model", "delta"),
-    events.PANEL_COMPLETED: ("model", "content"),
-    events.PANEL_FAILED: ("model", "error", "status_code"),
-    events.ANALYSIS_IN_PROGRESS: ("analyst_model", "judge_model"),
-    events.ANALYSIS_COMPLETED: ("analysis",),
-    events.COMPLETED: (),
-}
-
-
-def new_response(request_fields: Mapping[str, Any], model: str) -> dict[str, Any]:
-    """A response object in progress, echoing the request's settings as OpenAI does."""
-    return {
-        "id": f"resp_{uuid.uuid4().hex}",
-        "object": "response",
-        "created_at": int(time.time()),
-        "status": "in_progress",
-        "model": model,
-        "output": [],
-        "usage": None,
-        "error": None,
-        "incomplete_details": None,
-        "instructions": request_fields.get("instructions"),
-        "metadata": request_fields.get("metadata") or {},
-        "parallel_tool_calls": request_fields.get("parallel_tool_calls", True) is not False,
-        "temperature": request_fields.get("temperature"),
-        "top_p": request_fields.get("top_p"),
-        "max_output_tokens": request_fields.get("max_output_tokens"),
-        "tool_choice": request_fields.get("tool_choice") or "auto",
-        "tools": list(request_fields.get("tools") or []),
-        "text": {"format": {"type": "text"}},
-        "store": False,
-        "background": False,
-        "previous_response_id": None,
-        "truncation": "disabled",
-    }
-
-
-def message_item(
-    text: str, *, status: str = "completed", ident: str | None = None
-) -> dict[str, Any]:
-    return {
-        "type": "message",
-        "id": ident or f"msg_{uuid.uuid4().hex}",
-        "role": "assistant",
-        "status": status,
-        "content": [] if status == "in_progress" else [output_text(text)],
-    }
-
-
-def output_text(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-
-
-def function_call_items(message: BaseMessage) -> list[dict[str, Any]]:
-    """The caller's tool calls as `function_call` items."""
-    return [
-        {
-            "type": "function_call",
-            "id": f"fc_{uuid.uuid4().hex}",
-            "call_id": call["id"] or f"call_{uuid.uuid4().hex[:24]}",
-            "name": call["name"],
-            "arguments": json.dumps(call["args"]),
-            "status": "completed",
-        }
-        for call in getattr(message, "tool_calls", None) or []
-    ]
-
-
-def finish(response: dict[str, Any], message: BaseMessage | None, usage: dict[str, Any]) -> None:
-    """Mark a response completed (or incomplete, when the output limit cut the answer)."""
-    metadata = message.response_metadata if message is not None else {}
-    if isinstance(metadata.get("model_name"), str) and metadata["model_name"]:
-        response["model"] = metadata["model_name"]
-    response["usage"] = usage
-    response["completed_at"] = int(time.time())
-    if metadata.get("finish_reason") == "length":
-        response["status"] = "incomplete"
-        response["incomplete_details"] = {"reason": "max_output_tokens"}
-    else:
-        response["status"] = "completed"
+_NAMED = (
+    contract_events.PANEL_ADDED,
+    contract_events.PANEL_DELTA,
+    contract_events.PANEL_REASONING_DELTA,
+    contract_events.PANEL_COMPLETED,
+    contract_events.PANEL_FAILED,
+)
+"""Progress events that name a panelist."""
+_FINAL = (contract_events.PANEL_COMPLETED, contract_events.PANEL_FAILED)
+_WAITS = (contract_events.PANEL_ADDED, contract_events.ANALYSIS_IN_PROGRESS)
+"""Events that wait for their model's concrete name until its first token or result."""
+_ANALYST = "analyst"
+"""The seat of the analysis in a fusion run (panelists' seats are their panel index)."""
 
 
 def error_code(error: GatewayError) -> str:
@@ -115,71 +66,158 @@ def error_code(error: GatewayError) -> str:
 class ResponseWriter:
     """One streamed response: every event it sends, in order."""
 
-    def __init__(self, response: dict[str, Any]) -> None:
+    def __init__(self, response: ResponseObject, names: ConcreteNames) -> None:
         self.response = response
+        self.names = names
         self.sequence = 0
-        self._text_item: dict[str, Any] | None = None
+        self._text_item: MessageItem | None = None
         self._text: list[str] = []
-        self._fusion: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._fusion: dict[str, tuple[int, FusionItem]] = {}
         """Open fusion items by the run that feeds them: (output index, item)."""
+        self._panelists: dict[tuple[str, Any], str] = {}
+        """(fusion run, panel index) → the name its events carry, fixed at first use."""
+        self._waiting: dict[tuple[str, Any], list[tuple[str, dict[str, Any]]]] = {}
 
-    def event(self, kind: str, **fields: Any) -> bytes:
-        body = {"type": kind, "sequence_number": self.sequence, **fields}
+    def _next(self) -> int:
         self.sequence += 1
-        return f"event: {kind}\ndata: {json.dumps(body)}\n\n".encode()
+        return self.sequence - 1
 
-    def start(self) -> list[bytes]:
-        snapshot = dict(self.response, output=[])
+    def _send(self, event: Event) -> ServerSentEvent:
+        return event.sse()
+
+    def start(self) -> list[ServerSentEvent]:
+        snapshot = self.response.model_copy(update={"output": []})
         return [
-            self.event("response.created", response=snapshot),
-            self.event("response.in_progress", response=snapshot),
+            self._send(ResponseEvent(type=kind, sequence_number=self._next(), response=snapshot))
+            for kind in ("response.created", "response.in_progress")
         ]
 
-    def _add(self, item: dict[str, Any]) -> tuple[int, bytes]:
-        index = len(self.response["output"])
-        self.response["output"].append(item)
-        return index, self.event("response.output_item.added", output_index=index, item=dict(item))
+    def _add(self, item: OutputItem) -> tuple[int, ServerSentEvent]:
+        index = len(self.response.output)
+        self.response.output.append(item)
+        added = OutputItemEvent(
+            type="response.output_item.added",
+            sequence_number=self._next(),
+            output_index=index,
+            item=item.model_copy(),
+        )
+        return index, self._send(added)
 
-    def _done(self, index: int, item: dict[str, Any]) -> bytes:
-        self.response["output"][index] = item
-        return self.event("response.output_item.done", output_index=index, item=item)
+    def _done(self, index: int, item: OutputItem) -> ServerSentEvent:
+        self.response.output[index] = item
+        done = OutputItemEvent(
+            type="response.output_item.done",
+            sequence_number=self._next(),
+            output_index=index,
+            item=item,
+        )
+        return self._send(done)
 
     # --- fusion -------------------------------------------------------------------------
 
-    def fusion_started(self, run: str, item: dict[str, Any]) -> list[bytes]:
+    def fusion_started(self, run: str, item: FusionItem) -> list[ServerSentEvent]:
         out = self.close_text()
         index, added = self._add(item)
         self._fusion[run] = (index, item)
         return [*out, added]
 
-    def fusion_progress(self, run: str, kind: str, data: Mapping[str, Any]) -> list[bytes]:
-        """A contract progress event as the hosted `response.<type>` event."""
-        if kind not in FUSION_EVENT_FIELDS or run not in self._fusion:
+    def fusion_progress(
+        self, run: str, kind: str, data: Mapping[str, Any]
+    ) -> list[ServerSentEvent]:
+        """A contract progress event as the hosted `response.<type>` event, sent once the
+        model it names has its concrete name (earlier events of that seat wait for it)."""
+        if kind not in FUSION_EVENTS or run not in self._fusion:
             return []
-        index, item = self._fusion[run]
-        fields = {
-            name: data[name]
-            for name in FUSION_EVENT_FIELDS[kind]
-            if name in data and data[name] is not None
-        }
-        return [self.event(f"response.{kind}", item_id=item["id"], output_index=index, **fields)]
+        fields = {k: v for k, v in data.items() if v is not None}
+        out = self._release(run)
+        if kind == contract_events.ANALYSIS_IN_PROGRESS:
+            fields["model"] = str(fields.get("analyst_model") or fields.get("judge_model") or "")
+            seat: tuple[str, Any] = (run, _ANALYST)
+        elif kind in _NAMED:
+            seat = (run, fields.get("panel_index", fields.get("model")))
+        else:  # the analysis and the call end: whatever still waits goes out first
+            return [*out, *self._flush_waiting(run), *self._fusion_event(run, kind, fields)]
+        if seat not in self._panelists:
+            configured = str(fields.get("model", ""))
+            known = None if "#" in configured else self.names.concrete(configured)
+            if known is None and kind in _FINAL:
+                known = configured  # its result names it so: the name it keeps
+            if known is None and kind in _WAITS:
+                self._waiting.setdefault(seat, []).append((kind, fields))
+                return out
+            if known is None:  # its tokens are here: they are not held back for a name
+                known = str(self._waiting.get(seat, [(kind, fields)])[0][1].get("model", ""))
+            self._panelists[seat] = known
+        return [*out, *self._send_seat(seat, [*self._waiting.pop(seat, []), (kind, fields)])]
 
-    def fusion_finished(self, run: str, item: dict[str, Any]) -> list[bytes]:
+    def _send_seat(
+        self, seat: tuple[str, Any], events: list[tuple[str, dict[str, Any]]]
+    ) -> list[ServerSentEvent]:
+        name = self._panelists[seat]
+        out: list[ServerSentEvent] = []
+        for kind, fields in events:
+            named = {**fields, "model": name}
+            if kind == contract_events.ANALYSIS_IN_PROGRESS:
+                named.update(analyst_model=name, judge_model=name)
+            out += self._fusion_event(seat[0], kind, named)
+        return out
+
+    def _release(self, run: str) -> list[ServerSentEvent]:
+        """Waiting seats of `run` whose concrete name has been learned since."""
+        out: list[ServerSentEvent] = []
+        for seat in [s for s in self._waiting if s[0] == run]:
+            configured = str(self._waiting[seat][0][1].get("model", ""))
+            if (known := self.names.concrete(configured)) is not None:
+                self._panelists[seat] = known
+                out += self._send_seat(seat, self._waiting.pop(seat))
+        return out
+
+    def _fusion_event(
+        self, run: str, kind: str, fields: Mapping[str, Any]
+    ) -> list[ServerSentEvent]:
+        index, item = self._fusion[run]
+        model = FUSION_EVENTS[kind]
+        known = {name: fields[name] for name in model.model_fields if name in fields}
+        try:
+            event = model(
+                **known,
+                item_id=item.id or "",
+                output_index=index,
+                sequence_number=self.sequence,
+            )
+        except ValidationError:
+            return []  # an event the hosted schema cannot carry (a missing field): not sent
+        self.sequence += 1
+        return [self._send(event)]
+
+    def _flush_waiting(self, run: str) -> list[ServerSentEvent]:
+        """Events still waiting for a name when it is their last chance: sent with the
+        name they have (the configured one)."""
+        out = self._release(run)
+        for seat in [s for s in self._waiting if s[0] == run]:
+            pending = self._waiting.pop(seat)
+            self._panelists[seat] = str(pending[0][1].get("model", ""))
+            out += self._send_seat(seat, pending)
+        return out
+
+    def fusion_finished(self, run: str, item: FusionItem) -> list[ServerSentEvent]:
         if run not in self._fusion:
             index, added = self._add(item)
             return [added, self._done(index, item)]
+        out = self._flush_waiting(run)
         index, _ = self._fusion.pop(run)
-        return [self._done(index, item)]
+        return [*out, self._done(index, item)]
 
-    def close_fusion(self) -> list[bytes]:
+    def close_fusion(self) -> list[ServerSentEvent]:
         """Fusion items whose run never reported its end: done, as incomplete."""
         out = []
         for run in list(self._fusion):
+            out += self._flush_waiting(run)
             index, item = self._fusion.pop(run)
-            out.append(self._done(index, {**item, "status": "incomplete"}))
+            out.append(self._done(index, item.model_copy(update={"status": "incomplete"})))
         return out
 
-    def fusion_item(self, item: dict[str, Any]) -> list[bytes]:
+    def fusion_item(self, item: FusionItem) -> list[ServerSentEvent]:
         """A fusion call that never ran (capped): added and done at once."""
         out = self.close_text()
         index, added = self._add(item)
@@ -187,81 +225,85 @@ class ResponseWriter:
 
     # --- the answer ---------------------------------------------------------------------
 
-    def text(self, delta: str) -> list[bytes]:
-        out: list[bytes] = []
+    def text(self, delta: str) -> list[ServerSentEvent]:
+        out: list[ServerSentEvent] = []
         if self._text_item is None:
             item = message_item("", status="in_progress")
             index, added = self._add(item)
             self._text_item, self._text = item, []
-            out += [
-                added,
-                self.event(
-                    "response.content_part.added",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
-                    part=output_text(""),
-                ),
-            ]
-        self._text.append(delta)
-        out.append(
-            self.event(
-                "response.output_text.delta",
-                item_id=self._text_item["id"],
-                output_index=self._text_index,
+            part = ContentPartEvent(
+                type="response.content_part.added",
+                sequence_number=self._next(),
+                item_id=item.id,
+                output_index=index,
                 content_index=0,
-                delta=delta,
-                logprobs=[],
+                part=OutputText(text=""),
             )
+            out += [added, self._send(part)]
+        self._text.append(delta)
+        event = TextDeltaEvent(
+            sequence_number=self._next(),
+            item_id=self._text_item.id,
+            output_index=self._text_index,
+            content_index=0,
+            delta=delta,
+            logprobs=[],
         )
+        out.append(self._send(event))
         return out
 
     @property
     def _text_index(self) -> int:
-        return next(i for i, o in enumerate(self.response["output"]) if o is self._text_item)
+        return next(i for i, o in enumerate(self.response.output) if o is self._text_item)
 
-    def close_text(self) -> list[bytes]:
+    def close_text(self) -> list[ServerSentEvent]:
         if self._text_item is None:
             return []
         item, index, text = self._text_item, self._text_index, "".join(self._text)
         self._text_item = None
-        done = message_item(text, ident=item["id"])
-        common = {"item_id": item["id"], "output_index": index, "content_index": 0}
-        return [
-            self.event("response.output_text.done", **common, text=text, logprobs=[]),
-            self.event("response.content_part.done", **common, part=output_text(text)),
-            self._done(index, done),
-        ]
-
-    def function_call(self, item: dict[str, Any]) -> list[bytes]:
-        index, added = self._add(dict(item, arguments="", status="in_progress"))
-        common = {"item_id": item["id"], "output_index": index}
-        return [
-            added,
-            self.event("response.function_call_arguments.delta", **common, delta=item["arguments"]),
-            self.event(
-                "response.function_call_arguments.done",
-                **common,
-                name=item["name"],
-                arguments=item["arguments"],
-            ),
-            self._done(index, item),
-        ]
-
-    def completed(self) -> bytes:
-        kind = (
-            "response.incomplete"
-            if self.response["status"] == "incomplete"
-            else ("response.completed")
+        common = {"item_id": item.id, "output_index": index, "content_index": 0}
+        text_done = TextDoneEvent(sequence_number=self._next(), **common, text=text, logprobs=[])
+        part_done = ContentPartEvent(
+            type="response.content_part.done",
+            sequence_number=self._next(),
+            **common,
+            part=OutputText(text=text),
         )
-        return self.event(kind, response=self.response)
+        return [
+            self._send(text_done),
+            self._send(part_done),
+            self._done(index, message_item(text, ident=item.id)),
+        ]
 
-    def failed(self, error: GatewayError) -> list[bytes]:
+    def function_call(self, item: FunctionCallItem) -> list[ServerSentEvent]:
+        opened = item.model_copy(update={"arguments": "", "status": "in_progress"})
+        index, added = self._add(opened)
+        common = {"item_id": item.id, "output_index": index}
+        delta = ArgumentsDeltaEvent(sequence_number=self._next(), **common, delta=item.arguments)
+        done = ArgumentsDoneEvent(
+            sequence_number=self._next(), **common, name=item.name, arguments=item.arguments
+        )
+        return [added, self._send(delta), self._send(done), self._done(index, item)]
+
+    def completed(self) -> ServerSentEvent:
+        kind = (
+            "response.incomplete" if self.response.status == "incomplete" else "response.completed"
+        )
+        return self._send(
+            ResponseEvent(
+                type=cast(Any, kind), sequence_number=self._next(), response=self.response
+            )
+        )
+
+    def failed(self, error: GatewayError) -> list[ServerSentEvent]:
         """An `error` event, then `response.failed` with the error on the response."""
         code = error_code(error)
-        self.response["status"] = "failed"
-        self.response["error"] = {"code": code, "message": error.message}
-        return [
-            self.event("error", code=code, message=error.message, param=None),
-            self.event("response.failed", response=self.response),
-        ]
+        self.response.status = "failed"
+        self.response.error = ResponseError(code=code, message=error.message)
+        error_event = ErrorEvent(
+            sequence_number=self._next(), code=code, message=error.message, param=None
+        )
+        failed = ResponseEvent(
+            type="response.failed", sequence_number=self._next(), response=self.response
+        )
+        return [self._send(error_event), self._send(failed)]

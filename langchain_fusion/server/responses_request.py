@@ -28,6 +28,11 @@ from langchain_fusion.graph.prompts import FUSION_TOOL_NAME
 from langchain_fusion.server import rehydrate
 from langchain_fusion.server.chat_request import FUSION_CHOICE
 from langchain_fusion.server.errors import invalid
+from langchain_fusion.server.loop_controls import (
+    MaxToolCalls,
+    StopServerToolsWhen,
+    offers_server_tools,
+)
 
 
 class _FunctionTool(BaseModel):
@@ -59,6 +64,8 @@ class ResponsesRequest(BaseModel):
     store: bool | None = None
     previous_response_id: str | None = None
     text: dict[str, Any] | None = None
+    max_tool_calls: MaxToolCalls | None = None  # the outer loop's (loop_controls.py)
+    stop_server_tools_when: StopServerToolsWhen | None = None
 
     @model_validator(mode="after")
     def _supported(self) -> ResponsesRequest:
@@ -131,7 +138,11 @@ def prepare(request: ResponsesRequest, *, fusion_enabled: bool = True) -> Respon
             kwargs[name] = value
     if request.max_output_tokens is not None:
         kwargs["max_tokens"] = request.max_output_tokens
-    enabled = fusion_enabled and not this_turn
+    enabled = (
+        fusion_enabled
+        and not this_turn
+        and offers_server_tools(request.max_tool_calls, request.stop_server_tools_when)
+    )
     return ResponsesCall(
         messages=messages, kwargs=kwargs, tools=tools, enabled=enabled, stream=request.stream
     )

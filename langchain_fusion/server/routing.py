@@ -22,6 +22,7 @@ from langchain_core.language_models import BaseChatModel
 
 from langchain_fusion.backends import ModelLike, model_label
 from langchain_fusion.chat_models import FUSION_ALIASES, ChatFusion
+from langchain_fusion.contract.cascade import Cascade, cascade_from
 from langchain_fusion.contract.parameters import (
     SERVER_TOOL_TYPE,
     FusionParameterError,
@@ -68,6 +69,8 @@ class FusionAsk:
     enabled: bool = True
     """False: the plugin's `enabled: false`; the outer model answers without fusion."""
     cache_control: Mapping[str, Any] | None = None
+    cascade: Cascade | None = None
+    """Our extension `parameters.cascade` (not the hosted contract's), validated."""
 
 
 def find_fusion(
@@ -98,6 +101,7 @@ def find_fusion(
     enabled = True
     overrides: dict[str, Any] = {}
     cache_control = None
+    cascade = None
     if fusion_tools:
         index, tool = fusion_tools[0]
         where = f"{tools_field}[{index}]"
@@ -109,7 +113,9 @@ def find_fusion(
         parameters = tool.get("parameters")
         if parameters is not None and not isinstance(parameters, dict):
             raise invalid(f"{where}.parameters: expected an object", f"{where}.parameters")
-        overrides, cache_control = _parameters(dict(parameters or {}), f"{where}.parameters")
+        data = dict(parameters or {})
+        cascade = _cascade(data.pop("cascade", None), f"{where}.parameters")
+        overrides, cache_control = _parameters(data, f"{where}.parameters")
     elif fusion_plugins:
         index, plugin = fusion_plugins[0]
         where = f"plugins[{index}]"
@@ -118,6 +124,7 @@ def find_fusion(
             raise invalid(f"{where}.enabled: expected true or false", f"{where}.enabled")
         enabled = flag
         rest = {k: v for k, v in plugin.items() if k not in ("id", "enabled")}
+        cascade = _cascade(rest.pop("cascade", None), where)
         overrides, cache_control = _parameters(rest, where)
         if not enabled and alias is None:
             return None  # the plugin turned off on a plain model: a plain completion
@@ -137,7 +144,19 @@ def find_fusion(
         overrides=overrides,
         enabled=enabled,
         cache_control=cache_control,
+        cascade=cascade,
     )
+
+
+def _cascade(value: Any, where: str) -> Cascade | None:
+    """`cascade` of the fusion tool's parameters (or the plugin), validated: JSON, so its
+    rule is one of the named ones."""
+    if value is None:
+        return None
+    try:
+        return cascade_from(value)
+    except FusionParameterError as error:
+        raise invalid(f"{where}." + "; ".join(error.problems), f"{where}.cascade") from None
 
 
 def _objects(value: Any, name: str) -> list[dict[str, Any]]:
@@ -231,6 +250,7 @@ class Deliberation:
     panel: tuple[ModelLike, ...]
     judge: ModelLike
     cache_control: Mapping[str, Any] | None = None
+    cascade: Cascade | None = None
 
     @property
     def fallback_judge(self) -> ModelLike | None:
@@ -254,6 +274,7 @@ class Deliberation:
             _identity(self.judge),
             json.dumps(self.parameters.model_dump(mode="json", exclude_unset=True), sort_keys=True),
             json.dumps(self.cache_control, sort_keys=True),
+            self.cascade.model_dump_json() if self.cascade else None,
         )
 
 
@@ -296,14 +317,16 @@ def resolve(ask: FusionAsk, defaults: AliasDefaults) -> Deliberation:
         judge = outer  # the hosted default: the model of the request
     else:
         judge = defaults.outer or parameters.judge
+    seats = panel if panel is not None else tuple(parameters.panel)
     return Deliberation(
         defaults=defaults,
         router=ask.alias or DEFAULT_ROUTER,
         parameters=parameters,
         outer=outer,
-        panel=panel if panel is not None else tuple(parameters.panel),
+        panel=seats,
         judge=judge,
         cache_control=ask.cache_control,
+        cascade=ask.cascade,
     )
 
 

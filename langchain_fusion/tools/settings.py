@@ -11,9 +11,10 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from langchain_fusion.backends import ModelLike, OpenAICompatibleBackend
+from langchain_fusion.contract.cascade import Cascade, cascade_from
 from langchain_fusion.contract.errors import unknown_keywords
 from langchain_fusion.contract.parameters import (
     CacheControl,
@@ -64,6 +65,9 @@ class FusionSettings(BaseModel):
     """Asked when the judge fails, after the judge's own retry."""
     anonymize_judge: bool = False
     """The judge reads `Response A`, `Response B`, ... in a shuffled order, not model names."""
+    cascade: Cascade | None = None
+    """`{"first": k}` or a `Cascade`: the first k seats answer, the rest only when those
+    disagree (see `langchain_fusion.Cascade`)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -77,6 +81,11 @@ class FusionSettings(BaseModel):
             ]
             unknown_keywords(cls.__name__, data, names)
         return data
+
+    @field_validator("cascade", mode="before")
+    @classmethod
+    def _cascade(cls, value: Any) -> Cascade | None:
+        return cascade_from(value)  # our messages (allowed fields, rules), not pydantic's
 
     def fusion_limits(self) -> FusionLimits:
         """The effective `FusionLimits` (raises `FusionParameterError` on bad values)."""
@@ -132,4 +141,5 @@ class FusionSettings(BaseModel):
             limits=self.fusion_limits(),
             fallback_judge=self.fallback_judge_model,
             anonymize_judge=self.anonymize_judge,
+            cascade=self.cascade,
         )
