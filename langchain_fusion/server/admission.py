@@ -144,8 +144,9 @@ def _scalars(body: Mapping[str, Any]) -> None:
         value = body.get(name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise invalid(f"'{name}' must be an integer, not {json.dumps(value)}", name)
-        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-            raise invalid(f"'{name}' must be at least 1", name)
+        least = 0 if name == "max_tool_calls" else 1  # 0: no tool call at all
+        if isinstance(value, int) and not isinstance(value, bool) and value < least:
+            raise invalid(f"'{name}' must be at least {least}", name)
     for name in _NUMBERS:
         value = body.get(name)
         if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):

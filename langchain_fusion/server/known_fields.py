@@ -6,9 +6,10 @@ here before this server honours it, so that no hosted request is refused as a ty
 
 from __future__ import annotations
 
-OPENAI_CHAT_KEYS = frozenset({"n"})
-"""Chat Completions fields of OpenAI's own API that the hosted schema lacks but OpenAI
-clients send (the plain relay passes `n` on, and bills it)."""
+OPENAI_CHAT_KEYS = frozenset({"n", "max_tool_calls"})
+"""Chat Completions fields the pinned hosted schema lacks but clients send: OpenAI's `n`
+(the plain relay passes it on, and bills it) and the hosted contract's newer outer
+`max_tool_calls` (as on the Responses API)."""
 
 _CHAT_SCHEMA_KEYS = frozenset(
     {
