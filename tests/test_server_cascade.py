@@ -144,6 +144,7 @@ def test_the_request_worst_case_counts_the_cascade_s_second_judge_call() -> None
     from langchain_core.messages import HumanMessage
 
     from langchain_fusion import ChatFusion
+    from langchain_fusion.backends import DEFAULT_MAX_RETRIES
     from langchain_fusion.server.routing import AliasDefaults, find_fusion, resolve
 
     defaults = AliasDefaults.of(
@@ -164,7 +165,8 @@ def test_the_request_worst_case_counts_the_cascade_s_second_judge_call() -> None
         return estimate.calls
 
     plain = worst(None)
-    assert worst({"first": 2}) == plain + 2  # one more analysis, and its retry
+    attempts = 1 + DEFAULT_MAX_RETRIES  # every call is counted once per attempt (limits/)
+    assert worst({"first": 2}) == plain + 2 * attempts  # one more analysis, and its retry
     assert worst({"first": 2, "rule": "exact"}) == plain  # no first analysis: the panel's own
 
 

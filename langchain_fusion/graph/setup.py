@@ -125,6 +125,7 @@ class FusionSetup:
                 self.parameters.max_tool_calls if self.judges[0].research is not None else 0
             ),
             "judge_attempts": 2 * len(self.judges) * self.judge_stages,
+            "judges": [judge.label for judge in self.judges],  # the fallback at its own price
         }
 
 

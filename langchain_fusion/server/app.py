@@ -22,17 +22,19 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from langchain_fusion.chat_models import ChatFusion
 from langchain_fusion.server.catalog import DEFAULT_CAPACITY, ModelCatalog
 from langchain_fusion.server.chat_completions import chat_completions
-from langchain_fusion.server.errors import GatewayError, RedactingFilter
+from langchain_fusion.server.errors import GatewayError
 from langchain_fusion.server.gateway import KEEPALIVE_S, MAX_BODY_BYTES, ClientGone, Gateway
-from langchain_fusion.server.keys import KeyRing, ServerKey, key_from_secret
+from langchain_fusion.server.keys import KeyRing, ServerKey, key_from_secret, request_secrets
 from langchain_fusion.server.ledger import SpendLedger
 from langchain_fusion.server.messages_api import messages
 from langchain_fusion.server.playground import playground_routes
 from langchain_fusion.server.policy import Policy
+from langchain_fusion.server.redaction import SECRETS, RedactingMiddleware, install_log_redaction
 from langchain_fusion.server.responses_api import responses
 
 logger = logging.getLogger("langchain_fusion.server")
@@ -71,7 +73,9 @@ def create_app(
         keepalive_s=keepalive_s,
         max_body_bytes=max_body_bytes,
     )
-    _install_redaction()
+    # Every secret known by value, before anything can log or answer.
+    SECRETS.add(api_key, *_upstream_keys(models, catalog))
+    install_log_redaction()
 
     def route(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -95,7 +99,7 @@ def create_app(
         logger.error("unexpected error on %s: %s", request.url.path, type(exc).__name__)
         return GatewayError(500, f"internal error: {type(exc).__name__}").response()
 
-    app = Starlette(
+    app = _RedactedStarlette(
         routes=[
             Route("/v1/models", route(_models), methods=["GET"]),
             Route("/v1/key", route(_key), methods=["GET"]),
@@ -107,8 +111,19 @@ def create_app(
         ],
         exception_handlers={404: not_found, 405: not_found, Exception: server_error},
     )
+    app.request_secrets = lambda headers: request_secrets(ring, headers)
     app.state.gateway = gateway
     return app
+
+
+class _RedactedStarlette(Starlette):
+    """Starlette with `RedactingMiddleware` outside everything, its 500 handler included:
+    the one choke point every response passes."""
+
+    request_secrets: Callable[[Mapping[str, str]], list[str]] = staticmethod(lambda _: [])
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RedactingMiddleware(super().build_middleware_stack(), self.request_secrets)
 
 
 async def _models(gateway: Gateway, request: Request) -> Response:
@@ -149,9 +164,9 @@ async def _health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def _install_redaction() -> None:
-    """Scrub key-shaped text from every record the server's loggers write."""
-    for name in ("langchain_fusion.server", "uvicorn.error", "uvicorn.access"):
-        target = logging.getLogger(name)
-        if not any(isinstance(f, RedactingFilter) for f in target.filters):
-            target.addFilter(RedactingFilter())
+def _upstream_keys(models: Mapping[str, ChatFusion], catalog: ModelCatalog) -> list[str]:
+    """The upstream keys the server pays with, in clear."""
+    keys = [model.api_key for model in models.values()]
+    keys += [model.backend.api_key for model in models.values() if model.backend is not None]
+    keys.append(catalog.backend.api_key)
+    return [key.get_secret_value() for key in keys if key is not None]

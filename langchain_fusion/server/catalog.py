@@ -109,11 +109,17 @@ class ModelCatalog:
         key = (model, self.upstream_key(override))
         with self._lock:
             chat = self._plain.get(key)
-            if chat is None:
-                chat = self.backend_for(override).chat_model(model)
-                self._plain[key] = chat
-                _trim(self._plain, self.capacity)
-            return chat
+            if chat is not None:
+                self._plain.move_to_end(key)
+                return chat
+        # Built outside the lock: `backend_for` takes it too (a plain lock is not
+        # re-entrant, and holding it here once hung the whole server).
+        built = self.backend_for(override).chat_model(model)
+        with self._lock:
+            chat = self._plain.setdefault(key, built)
+            self._plain.move_to_end(key)
+            _trim(self._plain, self.capacity)
+        return chat
 
     def _build(self, deliberation: Deliberation, backend: OpenAICompatibleBackend) -> ChatFusion:
         defaults = deliberation.defaults

@@ -67,10 +67,10 @@ class ServerConfig(BaseModel):
 
     def ledger_target(self) -> str | Path | None:
         """The spend ledger: the database URL or the file given, or the default file when
-        some key has a cap."""
+        the server has keys."""
         if self.ledger:
             return self.ledger if "://" in self.ledger else Path(self.ledger).resolve()
-        if any(key.capped for key in self.keys):
+        if self.keys:  # every key's spend is kept (`/v1/key`), capped or not
             return Path(DEFAULT_LEDGER).resolve()
         return None
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -19,26 +18,16 @@ from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
 from langchain_fusion.contract.errors import describe_error, status_code_of
+from langchain_fusion.server.redaction import redact as redact
 
 NO_RETRY = {"x-should-retry": "false"}
 """Stops OpenAI SDKs from re-running a whole deliberation: its inner calls were retried."""
 
-# Anything shaped like an API key (OpenAI, OpenRouter, Anthropic, ours): an upstream error
-# may quote the key it was sent, and a client must never read it back from us.
-_KEY_LIKE = re.compile(r"\b(?:sk|rk|pk|or|fs)-[A-Za-z0-9_\-]{12,}")
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` without the given secrets and without anything shaped like an API key."""
-    for secret in secrets:
-        if secret and len(secret) >= 6:
-            text = text.replace(secret, "[redacted]")
-    return _KEY_LIKE.sub("[redacted]", text)
-
 
 class RedactingFilter(logging.Filter):
-    """Scrubs key-shaped strings from a record's message (installed on the server's
-    loggers, so that no path, DEBUG included, writes a key)."""
+    """Scrubs known secrets and key-shaped strings from a record's message (every record
+    is already scrubbed when made, see `redaction.install_log_redaction`; this filter
+    is for handlers a host application attaches before that)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -115,7 +104,7 @@ def upstream_failure(error: BaseException, *, secrets: Iterable[str] = ()) -> Ga
         status = 502
     return GatewayError(
         status,
-        f"the fusion backend failed: {describe_error(error)}",
+        redact(f"the fusion backend failed: {describe_error(error)}", secrets),
         metadata={"upstream_status": upstream, "exception": type(error).__name__},
         headers=NO_RETRY,
     )

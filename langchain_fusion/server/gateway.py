@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -19,8 +18,9 @@ import httpx
 from starlette.requests import Request
 
 from langchain_fusion.graph.budget import BudgetEstimate
+from langchain_fusion.server.admission import admit, parse_body
 from langchain_fusion.server.catalog import ModelCatalog
-from langchain_fusion.server.errors import GatewayError, invalid, upstream_failure
+from langchain_fusion.server.errors import GatewayError, upstream_failure
 from langchain_fusion.server.keys import KeyRing, Principal, secrets_of
 from langchain_fusion.server.ledger import Reservation, Spend, SpendLedger
 from langchain_fusion.server.policy import Policy, as_spend
@@ -32,6 +32,13 @@ KEEPALIVE_S = 15.0
 """Seconds between SSE comments while a stream waits for the deliberation, so that
 proxies and clients do not drop an idle connection."""
 MAX_BODY_BYTES = 16 * 1024 * 1024
+BODY_TIMEOUT_S = 30.0
+"""Seconds a client has to send its whole body (an incomplete one holds no connection)."""
+STREAM_BUFFER = 256
+"""Events a stream holds for a slow reader before it waits on it."""
+SLOW_READER_S = 30.0
+"""Seconds a stream waits on a reader with a full buffer before cutting it off."""
+"""Seconds a client has to send its whole body (an incomplete one holds no connection)."""
 _T = TypeVar("_T")
 
 
@@ -56,6 +63,7 @@ class Gateway:
     ledger: SpendLedger | None = None
     keepalive_s: float = KEEPALIVE_S
     max_body_bytes: int = MAX_BODY_BYTES
+    body_timeout_s: float = BODY_TIMEOUT_S
     model_names: ModelDirectory = field(default_factory=ModelDirectory)
     """The concrete model behind each configured name, as upstream responses reported it."""
     _http: httpx.AsyncClient | None = None
@@ -89,29 +97,27 @@ class Gateway:
         return self.keys.authenticate(request.headers)
 
     async def read_json(self, request: Request) -> dict[str, Any]:
-        """The body as a JSON object (400, or 413 over the size limit)."""
+        """The body as a JSON object, admitted (`admission.py`: 400, or 413 over the size
+        limit), read no further than the limit and no longer than `body_timeout_s`."""
         size = request.headers.get("content-length")
         if size and size.isdigit() and int(size) > self.max_body_bytes:
             raise GatewayError(413, f"the request body is over {self.max_body_bytes} bytes")
-        raw = await request.body()
-        if len(raw) > self.max_body_bytes:
-            raise GatewayError(413, f"the request body is over {self.max_body_bytes} bytes")
-        try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise invalid(f"the request body is not valid JSON: {error}") from None
-        if not isinstance(body, dict):
-            raise invalid("the request body must be a JSON object")
-        model = body.get("model")
-        if not isinstance(model, str) or not model.strip():
-            raise invalid("'model' is required", "model")
+        raw = await read_limited(request, self.max_body_bytes, self.body_timeout_s)
+        body = parse_body(raw)
+        path = request.url.path
+        if path.endswith("/responses"):
+            admit(body, "responses")
+        elif path.endswith("/chat/completions"):
+            admit(body, "chat")
+        # Other routes (`/v1/messages`) admit the Chat Completions request they translate to.
         return body
 
     async def reserve(self, principal: Principal, worst: BudgetEstimate) -> Reservation | None:
-        """Check the per-request cap, then hold the worst case on the caller's key."""
+        """Check the per-request cap, then hold the worst case on the caller's key (every
+        key with a ledger, capped or not: `/v1/key` reports what each spent)."""
         self.policy.check_budget(worst)
         key = principal.key
-        if self.ledger is None or key is None or not key.capped:
+        if self.ledger is None or key is None:
             return None
         return await anyio.to_thread.run_sync(self.ledger.reserve, key, as_spend(worst))
 
@@ -142,8 +148,13 @@ class Gateway:
 
     @staticmethod
     def failure(error: BaseException, principal: Principal, what: str) -> GatewayError:
-        """An upstream failure as the client will see it (the caller's keys redacted), logged."""
-        failure = upstream_failure(error, secrets=secrets_of(principal))
+        """An upstream failure as the client will see it (the caller's keys redacted), logged;
+        the gateway's own errors (a reader cut off) as they are."""
+        failure = (
+            error
+            if isinstance(error, GatewayError)
+            else upstream_failure(error, secrets=secrets_of(principal))
+        )
         logger.warning("%s failed (key %s): %s", what, principal.name, failure.message)
         return failure
 
@@ -156,6 +167,25 @@ class Gateway:
                 await anyio.to_thread.run_sync(self.ledger.settle, reservation, spent)
             except Exception:  # the answer is out; the ledger's own log says why
                 logger.exception("could not settle the spend of key %s", reservation.key)
+
+
+async def read_limited(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The body, chunk by chunk: a 413 as soon as it passes `limit` (a chunked upload is
+    never held whole), a 408 when it takes longer than `timeout_s`."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with anyio.fail_after(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise GatewayError(413, f"the request body is over {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise GatewayError(
+            408, f"the request body was not received within {timeout_s:g} s"
+        ) from None
+    return b"".join(chunks)
 
 
 async def unless_disconnected(request: Request, work: Awaitable[_T]) -> _T:
@@ -181,18 +211,45 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-async def with_keepalive(source: AsyncIterator[_T], every: float) -> AsyncIterator[_T | KeepAlive]:
+class SlowReader(GatewayError):
+    """The client read a stream too slowly for its bounded buffer: it is cut off."""
+
+
+async def with_keepalive(
+    source: AsyncIterator[_T],
+    every: float,
+    *,
+    buffer: int = STREAM_BUFFER,
+    slow_reader_s: float = SLOW_READER_S,
+) -> AsyncGenerator[_T | KeepAlive, None]:
     """`source`'s items, and `KEEPALIVE` after each `every` seconds without one.
 
-    The source runs in a task of its own feeding a queue (an async generator must not be
-    stepped from several tasks); leaving early cancels it, which stops the deliberation.
+    The source runs in a task of its own feeding a bounded queue (an async generator must
+    not be stepped from several tasks); leaving early cancels it, which stops the
+    deliberation. A reader that leaves the queue full for `slow_reader_s` is cut off: the
+    run is cancelled and `SlowReader` raised in place of the items it did not read, so
+    memory never grows with a stream nobody reads.
     """
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=buffer)
+    cut_off: list[SlowReader] = []
 
     async def pump() -> None:
         try:
             async for item in source:
-                await queue.put(("item", item))
+                try:
+                    await asyncio.wait_for(queue.put(("item", item)), timeout=slow_reader_s)
+                except TimeoutError:
+                    cut_off.append(
+                        SlowReader(
+                            408,
+                            f"the stream was not read for {slow_reader_s:g} s with "
+                            f"{buffer} events waiting: the run was cancelled",
+                        )
+                    )
+                    close = getattr(source, "aclose", None)
+                    if close is not None:
+                        await close()  # the deliberation stops
+                    return
             await queue.put(("end", None))
         except Exception as error:
             await queue.put(("error", error))
@@ -200,11 +257,17 @@ async def with_keepalive(source: AsyncIterator[_T], every: float) -> AsyncIterat
     task = asyncio.ensure_future(pump())
     try:
         while True:
+            if cut_off:
+                raise cut_off[0]
             try:
                 kind, item = await asyncio.wait_for(queue.get(), timeout=every)
             except TimeoutError:
+                if cut_off:
+                    raise cut_off[0] from None
                 yield KEEPALIVE
                 continue
+            if cut_off:
+                raise cut_off[0]
             if kind == "error":
                 raise item
             if kind == "end":

@@ -173,6 +173,11 @@ class KeyRing:
                 raise GatewayError(
                     401, f"This server uses your own upstream API key: send it in {where}."
                 )
+            if not upstream_text.isascii() or not upstream_text.strip().isprintable():
+                # An HTTP header carries ASCII only: such a key could never be sent on.
+                raise GatewayError(
+                    400, "The upstream API key must be printable ASCII (check it for typos)."
+                )
             upstream = SecretStr(upstream_text.strip())
         return Principal(key=key, upstream_key=upstream)
 
@@ -185,3 +190,15 @@ def _bearer(value: str) -> str:
 def secrets_of(principal: Principal) -> Sequence[str]:
     """The secrets one request carries, for redaction."""
     return [principal.upstream_key.get_secret_value()] if principal.upstream_key else []
+
+
+def request_secrets(ring: KeyRing, headers: Mapping[str, str]) -> list[str]:
+    """The secrets a request's headers carry: the key it presents to a server that checks
+    keys, and its own upstream key under bring-your-own-key (anything else a caller puts
+    in `Authorization` means nothing to this server, and is no secret of it)."""
+    if not ring.required and not ring.byok:
+        return []
+    values = [_bearer(headers.get("authorization", ""))]
+    given = headers.get(UPSTREAM_KEY_HEADER, "")
+    values += [_bearer(given) or given.strip()]
+    return [value for value in values if value]

@@ -44,6 +44,8 @@ class Spend:
 
     tokens: int = 0
     usd: float | None = 0.0
+    complete: bool = True
+    """False when some call's spend is unknown (cancelled in flight): settled in full."""
 
 
 @dataclass(frozen=True)
@@ -148,10 +150,11 @@ class SpendLedger:
         return reservation
 
     def settle(self, reservation: Reservation, actual: Spend | None) -> None:
-        """Replace the reservation by what the run spent (None, or a cost that is not
-        known: its worst case). A reservation already charged on expiry is not charged
-        twice."""
-        actual = actual or reservation.worst
+        """Replace the reservation by what the run spent (None, a spend not `complete`,
+        or a cost that is not known: its worst case). A reservation already charged on
+        expiry is not charged twice."""
+        if actual is None or not actual.complete:
+            actual = reservation.worst
         usd = actual.usd if actual.usd is not None else (reservation.worst.usd or 0.0)
         with self._store.transaction(reservation.key) as tx:
             if not tx.release(reservation.id):

@@ -24,6 +24,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from langchain_fusion.server.admission import admit
 from langchain_fusion.server.chat_request import ChatCompletionRequest, prepare
 from langchain_fusion.server.errors import GatewayError, from_validation, invalid
 from langchain_fusion.server.gateway import Gateway, KeepAlive, with_keepalive
@@ -56,6 +57,7 @@ def _headers(request: Request) -> Mapping[str, str]:
 async def _messages(gateway: Gateway, request: Request) -> Response:
     principal = gateway.keys.authenticate(_headers(request))
     body = as_chat_request(await gateway.read_json(request))
+    admit(body, "chat")  # the one admission path of the Chat Completions route
     for tool in body.get("tools") or []:
         if tool.get("type") != "function":
             raise invalid("the fusion server tool is not offered on /v1/messages", "tools")

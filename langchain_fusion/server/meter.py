@@ -108,6 +108,25 @@ class RunRecorder(AsyncCallbackHandler):
                     if name == OUTER_RUN:
                         self._outer_calls(generation.message)
 
+    async def on_llm_error(
+        self,
+        error: BaseException,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # An error answer bills nothing; a call cancelled mid-way has no end: it stays
+        # in flight (see `spend`).
+        self._models.pop(run_id, None)
+        self._names.pop(run_id, None)
+
+    @property
+    def in_flight(self) -> int:
+        """Calls started that neither ended nor failed: cancelled (the client left) while
+        the upstream may have billed them."""
+        return len(self._models)
+
     def _count(self, model: str, message: BaseMessage) -> None:
         usage = getattr(message, "usage_metadata", None) or {}
         entry = self.usage.setdefault(model, _ModelUsage())
@@ -169,7 +188,10 @@ class RunRecorder(AsyncCallbackHandler):
         return list(self.calls.values())
 
     def spend(self) -> Spend:
-        """Tokens of every inner call; USD where every call has a reported cost or a price."""
+        """Tokens of every inner call; USD where every call has a reported cost or a price.
+        Not `complete` while a call is in flight (cancelled: what it billed is unknown):
+        the ledger then settles the worst case reserved, so a cap holds for a client that
+        left too."""
         tokens = sum(entry.tokens for entry in self.usage.values())
         usd: float | None = 0.0
         for model, entry in self.usage.items():
@@ -181,7 +203,7 @@ class RunRecorder(AsyncCallbackHandler):
                 usd = None if usd is None else usd + priced
             else:
                 usd = None
-        return Spend(tokens=tokens, usd=usd)
+        return Spend(tokens=tokens, usd=usd, complete=not self.in_flight)
 
 
 def message_spend(message: BaseMessage, model: str, prices: Mapping[str, ModelPrice]) -> Spend:

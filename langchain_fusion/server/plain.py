@@ -49,9 +49,13 @@ async def relay(
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise invalid("'max_tokens' must be a positive integer", "max_tokens")
+    n = body.get("n", 1)
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise invalid("'n' must be a positive integer", "n")
     prompt = plain_prompt_tokens(body)
     output = limit or ASSUMED_OUTPUT_TOKENS
-    estimates = [gateway.policy.call_worst_case(m, prompt, output) for m in models]
+    # Each choice writes its whole output limit: `n` is billed n times.
+    estimates = [gateway.policy.call_worst_case(m, prompt, output, n=n or 1) for m in models]
     worst = max(estimates, key=lambda e: (e.cost is None, e.cost or 0.0))
     gateway.policy.check_budget(worst)
     reservation = await gateway.reserve(principal, worst)
@@ -71,8 +75,8 @@ async def relay(
     upstream = gateway.http.build_request("POST", url, json=body, headers=headers)
     try:
         response = await unless_disconnected(request, gateway.http.send(upstream, stream=stream))
-    except ClientGone:
-        await gateway.settle(reservation, Spend(0, 0.0))
+    except ClientGone:  # the call may have reached the backend: charge its worst case
+        await gateway.settle(reservation, None)
         return Response(status_code=499)
     except httpx.HTTPError as error:
         await gateway.settle(reservation, Spend(0, 0.0))

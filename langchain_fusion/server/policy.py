@@ -1,9 +1,11 @@
 """The operator's policy, checked before any upstream call: which models may run, how large
 a panel may be, and what one request may cost at worst.
 
-The worst case is the budget guard's estimate (`graph/budget.py`): every panelist using
-every tool step, the judge and its retry (and the fallback judge), plus every outer call a
-request may make (`MAX_OUTER_CALLS`), each writing its whole output limit. An outer model
+The worst case is the one of `langchain_fusion.limits` (the graph's budget guard and the
+eval harness use it too): every input part as UTF-8 bytes, every panelist using every
+tool step, the judge and its retry (and the fallback judge), every outer call a request
+may make (`MAX_OUTER_CALLS`), each writing its whole output limit, `n` choices, each call
+once per attempt (1 + the configured retries). An outer model
 with no output limit in the request or the configuration is counted at the hosted default
 per call (16 000 tokens): set `max_tokens` to be admitted under a tight cap.
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,26 +21,40 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
+from langchain_fusion.backends import DEFAULT_MAX_RETRIES
+from langchain_fusion.chat_models import FUSION_ALIASES
 from langchain_fusion.chat_models.tool_loop import MAX_OUTER_CALLS
 from langchain_fusion.contract.cascade import check_cascade
 from langchain_fusion.contract.parameters import (
     DEFAULT_MAX_COMPLETION_TOKENS,
+    SERVER_TOOL_TYPE,
     FusionParameterError,
+    ToolSpec,
 )
 from langchain_fusion.contract.presets import PRESETS
 from langchain_fusion.graph.budget import (
     JUDGE_INSTRUCTION_TOKENS,
     BudgetEstimate,
     BudgetExceededError,
-    approximate_tokens,
     check_budget,
     estimate_budget,
 )
 from langchain_fusion.limits import FusionLimits, ModelPrice
+from langchain_fusion.limits.worst_case import (
+    call_worst_case,
+    message_tokens,
+    outer_worst_case,
+    payload_tokens,
+    reread_tokens,
+    tools_tokens,
+    total,
+)
 from langchain_fusion.server.errors import GatewayError
 from langchain_fusion.server.ledger import Spend
 from langchain_fusion.server.routing import Deliberation, label
 
+FUSION_ALIAS_PREFIX = "openrouter/fusion"
+"""The aliases' common prefix: never a model name upstream."""
 ASSUMED_OUTPUT_TOKENS = DEFAULT_MAX_COMPLETION_TOKENS
 """Output tokens counted for a call whose limit nobody set."""
 
@@ -89,8 +104,16 @@ class Policy:
         )
 
     def check_models(self, models: Iterable[str], *, why: str = "") -> None:
-        """403 naming the first model the allow-list does not cover."""
+        """403 naming the first model the allow-list does not cover (400 for a fusion
+        alias: it is never sent upstream as a model, whatever a glob allows)."""
         for model in models:
+            if model in FUSION_ALIASES or model.startswith(FUSION_ALIAS_PREFIX):
+                raise GatewayError(
+                    400,
+                    f"{model!r}{why} is a fusion alias, not a model: it cannot be called as "
+                    "a panelist, judge, outer or fallback model (fusion does not nest)",
+                    metadata={"model": model},
+                )
             if not self.allows(model):
                 raise GatewayError(
                     403,
@@ -109,6 +132,7 @@ class Policy:
             self.check_models(
                 [model], why=f" (from preset {preset!r})" if model in expanded else ""
             )
+        self.check_nested(deliberation.parameters.effective_tools, "parameters.tools")
         if deliberation.cascade is not None and not self.extensions:
             raise GatewayError(
                 400,
@@ -134,6 +158,21 @@ class Policy:
                 metadata={"panel_size": size, "max_panel": self.max_panel},
             )
 
+    def check_nested(self, tools: Iterable[ToolSpec], where: str) -> None:
+        """The same rules for every model a nested tool can make the gateway call: no
+        fusion inside fusion (its own panel would escape the allow-list and the depth
+        limit), and every model a tool's parameters name allowed."""
+        for index, tool in enumerate(tools):
+            if tool.type == SERVER_TOOL_TYPE:
+                raise GatewayError(
+                    400,
+                    f"{where}[{index}]: {SERVER_TOOL_TYPE} cannot be nested in fusion's own "
+                    "tools (fusion does not nest)",
+                    metadata={"param": f"{where}[{index}]"},
+                )
+            for model in _named_models(tool.parameters or {}):
+                self.check_models([model], why=f" (from {where}[{index}] {tool.type})")
+
     # --- the worst case --------------------------------------------------------------
 
     def fusion_worst_case(
@@ -145,56 +184,63 @@ class Policy:
         outer_max_tokens: int | None,
         enabled: bool = True,
     ) -> BudgetEstimate:
-        """The most one request can spend: the deliberation (unless it cannot run in this
-        request), then every outer call at its output limit."""
-        prompt = approximate_tokens(messages) + _tools_tokens(tools)
+        """The most one request can spend (`limits.worst_case`): the deliberation (unless
+        it cannot run in this request), then every outer call at its output limit, each
+        call as many times as it may be retried."""
+        prompt = message_tokens(messages) + tools_tokens(tools)
         params = deliberation.parameters
         outer = label(deliberation.outer)
         outer_out = outer_max_tokens or ASSUMED_OUTPUT_TOKENS
+        attempts = 1 + _retries(deliberation)
+        prices = dict(self.prices)
         parts: list[BudgetEstimate] = []
         fusion_prompt = prompt
         if enabled:
             steps = params.max_tool_calls if params.effective_tools else 0
-            fallback = deliberation.fallback_judge
+            judges = [label(deliberation.judge)]
+            if deliberation.fallback_judge is not None:
+                judges.append(label(deliberation.fallback_judge))
             parts.append(
                 estimate_budget(
                     prompt_tokens=prompt,
                     panel=[label(model) for model in deliberation.panel],
-                    judge=label(deliberation.judge),
+                    judge=judges[0],
+                    judges=judges,
                     synthesizer=None,
                     max_completion_tokens=params.max_completion_tokens,
                     tool_steps=steps,
                     judge_tool_steps=steps,
-                    prices=dict(self.prices),
-                    judge_attempts=2
-                    * (2 if fallback is not None else 1)
-                    * _judge_stages(deliberation),
+                    prices=prices,
+                    judge_attempts=2 * len(judges) * _judge_stages(deliberation),
+                    attempts=attempts,
                 )
             )
             # What the outer model reads back: the analysis and every answer.
             fusion_prompt += (
-                JUDGE_INSTRUCTION_TOKENS + len(deliberation.panel) * params.max_completion_tokens
+                JUDGE_INSTRUCTION_TOKENS
+                + params.max_completion_tokens
+                + reread_tokens(len(deliberation.panel), params.max_completion_tokens)
             )
         calls = MAX_OUTER_CALLS if enabled else 1
-        for step in range(calls):
-            parts.append(self.call_worst_case(outer, fusion_prompt + step * outer_out, outer_out))
-        return _sum(parts)
-
-    def call_worst_case(self, model: str, prompt_tokens: int, output_tokens: int) -> BudgetEstimate:
-        price = self.prices.get(model)
-        cost = (
-            None
-            if price is None
-            else prompt_tokens * price.prompt + output_tokens * price.completion
+        parts.append(
+            outer_worst_case(
+                outer, fusion_prompt, outer_out, prices, calls=calls, attempts=attempts
+            )
         )
-        return BudgetEstimate(
-            calls=1, input_tokens=prompt_tokens, output_tokens=output_tokens, cost=cost
+        return total(parts)
+
+    def call_worst_case(
+        self, model: str, prompt_tokens: int, output_tokens: int, *, n: int = 1, attempts: int = 1
+    ) -> BudgetEstimate:
+        """One call (`n` choices, `attempts` tries) at its output limit."""
+        return call_worst_case(
+            model, prompt_tokens, output_tokens, self.prices, n=n, attempts=attempts
         )
 
     def check_budget(self, estimate: BudgetEstimate) -> None:
         """402 with the estimate when the worst case is over the per-request cap."""
         if self.max_request_tokens is None and self.max_request_cost is None:
-            return
+            return  # (either alone is enforced: FusionLimits takes them one by one)
         limits = FusionLimits(
             max_total_tokens=self.max_request_tokens, max_cost=self.max_request_cost
         )
@@ -236,22 +282,41 @@ def as_spend(estimate: BudgetEstimate) -> Spend:
     return Spend(tokens=estimate.total_tokens, usd=estimate.cost)
 
 
+_MODEL_KEYS = ("model", "models", "analysis_models", "judge_model", "outer_model")
+
+
+def _named_models(parameters: Mapping[str, Any]) -> list[str]:
+    """Every model a tool's parameters name, at any depth."""
+    found: list[str] = []
+    stack: list[Any] = [parameters]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if key in _MODEL_KEYS and isinstance(value, str):
+                    found.append(value)
+                elif key in _MODEL_KEYS and isinstance(value, list):
+                    found += [v for v in value if isinstance(v, str)]
+                stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
 def plain_prompt_tokens(body: Mapping[str, Any]) -> int:
-    """A plain request's prompt size: its messages and tools, four characters a token."""
-    text = json.dumps(body.get("messages") or body.get("input") or "", ensure_ascii=False)
-    return math.ceil(len(text) / 4) + _tools_tokens(body.get("tools") or [])
-
-
-def _tools_tokens(tools: Iterable[Any]) -> int:
-    text = json.dumps(list(tools), ensure_ascii=False)
-    return math.ceil(len(text) / 4) if text != "[]" else 0
-
-
-def _sum(parts: Sequence[BudgetEstimate]) -> BudgetEstimate:
-    costs = [part.cost for part in parts]
-    return BudgetEstimate(
-        calls=sum(part.calls for part in parts),
-        input_tokens=sum(part.input_tokens for part in parts),
-        output_tokens=sum(part.output_tokens for part in parts),
-        cost=None if any(cost is None for cost in costs) else sum(c or 0.0 for c in costs),
+    """A plain request's prompt at most: every message and part, its tools and response
+    format, as UTF-8 bytes (`limits.worst_case`)."""
+    messages = body.get("messages")
+    prompt = (
+        message_tokens(m for m in messages if isinstance(m, Mapping))
+        if isinstance(messages, list)
+        else payload_tokens(body.get("input"))
     )
+    tools = body.get("tools")
+    extra = payload_tokens(body.get("response_format")) + payload_tokens(body.get("functions"))
+    return prompt + (tools_tokens(tools) if isinstance(tools, list) else 0) + extra
+
+
+def _retries(deliberation: Deliberation) -> int:
+    retries = deliberation.defaults.settings.get("max_retries", DEFAULT_MAX_RETRIES)
+    return retries if isinstance(retries, int) and retries > 0 else 0

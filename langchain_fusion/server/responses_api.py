@@ -76,8 +76,8 @@ class _Run:
     def spend(self, final: BaseMessage | None) -> Spend:
         if self.plain_model is None:
             return self.recorder.spend()
-        if final is None:
-            return Spend(0, 0.0)
+        if final is None:  # cancelled or failed mid-way: the reservation is charged in full
+            return Spend(0, 0.0, complete=False)
         return message_spend(final, self.plain_model, self.recorder.prices)
 
 

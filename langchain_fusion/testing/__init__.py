@@ -5,7 +5,8 @@ The server is strict by default: it refuses, as OpenAI does, conversations a rea
 provider would refuse (see `langchain_fusion.testing.validation` and docs/testing.md).
 """
 
+from langchain_fusion.testing.hostile import HostileOpenAIServer
 from langchain_fusion.testing.script import ModelScript, RecordedRequest
 from langchain_fusion.testing.server import ScriptedOpenAIServer
 
-__all__ = ["ModelScript", "RecordedRequest", "ScriptedOpenAIServer"]
+__all__ = ["HostileOpenAIServer", "ModelScript", "RecordedRequest", "ScriptedOpenAIServer"]
