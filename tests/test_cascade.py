@@ -277,7 +277,7 @@ async def test_fusion_tool_runs_the_cascade(
         backend=backend_for(scripted_server),
         analysis_models=PANEL,
         judge_model=JUDGE,
-        tools=[],
+        server_tools=[],
         cascade={"first": 2},
     )
     call = {"type": "tool_call", "id": "call_1", "name": "fusion", "args": {"prompt": "6x7?"}}
@@ -303,7 +303,7 @@ async def test_chat_fusion_runs_the_cascade(
         base_url=scripted_server.base_url,
         api_key="sk-test",
         max_retries=0,
-        tools=[],
+        server_tools=[],
         cascade=Cascade(first=2, rule="exact"),
     )
     reply = chat.invoke(QUESTION) if path == "sync" else await chat.ainvoke(QUESTION)
@@ -337,7 +337,7 @@ def test_the_calling_model_and_the_synthesis_read_why_there_is_no_analysis(
         backend=backend_for(scripted_server),
         analysis_models=PANEL,
         judge_model=JUDGE,
-        tools=[],
+        server_tools=[],
         cascade={"first": 2, "rule": "exact"},
     )
     call = {"type": "tool_call", "id": "call_1", "name": "fusion", "args": {"prompt": "6x7?"}}

@@ -30,7 +30,11 @@ def backend_for(server: ScriptedOpenAIServer) -> OpenAICompatibleBackend:
 def chat(server: ScriptedOpenAIServer, **kwargs: Any) -> ChatFusion:
     settings: dict[str, Any] = {"tool_choice": "required", **kwargs}
     return ChatFusion(
-        analysis_models=PANEL, judge_model=JUDGE, tools=[], backend=backend_for(server), **settings
+        analysis_models=PANEL,
+        judge_model=JUDGE,
+        server_tools=[],
+        backend=backend_for(server),
+        **settings,
     )
 
 
@@ -119,7 +123,7 @@ def agent_for(server: ScriptedOpenAIServer) -> Any:
         model="agent-model", base_url=server.base_url, api_key=SecretStr("sk-test"), max_retries=0
     )
     middleware = FusionMiddleware(
-        analysis_models=PANEL, judge_model=JUDGE, tools=[], backend=backend_for(server)
+        analysis_models=PANEL, judge_model=JUDGE, server_tools=[], backend=backend_for(server)
     )
     return create_agent(model, tools=[], middleware=[middleware])
 

@@ -53,7 +53,7 @@ async def connected(
         backend=backend_for(scripted),
         analysis_models=PANEL,
         judge_model=JUDGE,
-        tools=[],
+        server_tools=[],
         policy=policy,
     )
     server = create_mcp_server(runner)
@@ -270,7 +270,9 @@ async def test_the_configured_key_never_reaches_a_client() -> None:
         backend = OpenAICompatibleBackend(
             base_url=scripted.base_url, api_key=SecretStr(secret), max_retries=0, timeout=10
         )
-        runner = build_runner(backend=backend, analysis_models=PANEL, judge_model=JUDGE, tools=[])
+        runner = build_runner(
+            backend=backend, analysis_models=PANEL, judge_model=JUDGE, server_tools=[]
+        )
         assert runner.secrets == [secret]
         # An upstream text that quotes the key (some providers echo it) is redacted.
         echoed = runner.describe(GatewayError(401, f"invalid api key {secret}"))

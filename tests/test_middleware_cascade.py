@@ -24,7 +24,7 @@ def agent_for(server: ScriptedOpenAIServer) -> Any:
     middleware = FusionMiddleware(
         analysis_models=PANEL,
         judge_model=JUDGE,
-        tools=[],
+        server_tools=[],
         cascade={"first": 2},
         when="always",
         backend=OpenAICompatibleBackend(

@@ -102,7 +102,7 @@ def healthy(**fields: Any) -> ModelScript:
 def settings(upstream: ScriptedOpenAIServer, **overrides: Any) -> dict[str, Any]:
     return {
         "analysis_models": PANEL,
-        "tools": [],
+        "server_tools": [],
         "base_url": upstream.base_url,
         "api_key": UPSTREAM_KEY,
         "max_retries": 0,

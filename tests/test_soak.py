@@ -64,14 +64,14 @@ async def test_soak_through_fusion_tool(
     steady = FusionTool(
         analysis_models=["soak-a", "soak-b", "soak-c"],
         judge_model=JUDGE,
-        tools=[],
+        server_tools=[],
         backend=backend,
         **limits,
     )
     with_a_hang = FusionTool(
         analysis_models=["soak-a", "soak-hang", "soak-c"],
         judge_model=JUDGE,
-        tools=[],
+        server_tools=[],
         backend=backend,
         **limits,
     )
