@@ -1,7 +1,9 @@
 """The pipeline on a real LLM: SmolLM2-135M served in-process by llama.cpp on loopback.
 
 One deliberation end to end (async, three panelists, judge and synthesis): the rest of
-the pipeline is checked on the scripted server, which is much faster.
+the pipeline is checked on the scripted server, which is much faster. Short answers and a
+one-item analysis keep it to a few hundred generated tokens, and the per-call timeout is
+generous: what is checked is that every stage runs on the real model, not how fast.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from langchain_fusion import FusionResult
+from langchain_fusion.contract.result import AnalysisLimits
 from langchain_fusion.local import LOCAL_MODEL_NAME, LocalModelServer, create_local_fusion_graph
 
 # A generous limit: on a loaded machine one run can take minutes; a hang is still caught.
@@ -18,7 +21,13 @@ pytestmark = [pytest.mark.local_model, pytest.mark.timeout(900)]
 async def test_three_smollm2_panelists_a_judge_and_a_synthesis() -> None:
     with LocalModelServer() as local_server:
         assert local_server.base_url.startswith("http://127.0.0.1:")
-        graph = create_local_fusion_graph(local_server)
+        graph = create_local_fusion_graph(
+            local_server,
+            panel_tokens=40,
+            judge_tokens=400,
+            analysis_limits=AnalysisLimits(max_items=1, max_text=60),
+            timeout=800,
+        )
         output = await graph.ainvoke({"messages": [("user", "Name two causes of ocean tides.")]})
     result: FusionResult = output["result"]
 
