@@ -340,8 +340,11 @@ def _judge_seat(
         reasoning=params.reasoning,
         cache_control=_cache_control(params, model, backend),
     )
-    # The model run inside structured output is named too, so a trace reads `judge`.
-    named = configured.model_copy(update={"name": run_name})
+    # The model run inside structured output is named too, so a trace reads `judge`. Its
+    # call is never streamed (nobody reads the analysis token by token): a streamed
+    # structured call loses the backend's reported cost (langchain-openai's last chunk
+    # keeps only the token counts), and the run's cost with it.
+    named = configured.model_copy(update={"name": run_name, "disable_streaming": True})
     research = bind_judge_tools(configured, schema, specs, local_tools, backend)
     return JudgeSeat(
         label=model_label(model),
