@@ -376,6 +376,7 @@ before any connection (the step is taken all the same, and nothing leaves the ma
 
 def value(locator: Any) -> float:
     """A figure's exact value (`data-value`), checked to be shown as text too."""
+    assert locator.count() == 1  # now: the run is done, nothing is still to come
     assert locator.inner_text().strip()
     return float(locator.get_attribute("data-value"))
 
