@@ -1,11 +1,13 @@
 """What each panelist and the analyst spent, and a panelist's research steps, on every
 progress path: LangGraph's custom stream (stream, astream), `ChatFusion` and `FusionTool`
 callbacks (invoke, ainvoke, stream, astream), and the gateway's Responses stream (checked
-against the hosted schema, and parsed by the official Python SDK)."""
+against the hosted schema, and parsed by the official Python and TypeScript SDKs)."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -16,6 +18,8 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.tools import tool
 from openrouter import OpenRouter
 from openrouter.components.streamevents import UnknownStreamEvents
+from test_server_openrouter_sdk import SCRIPT as SDK_SCRIPT
+from test_server_openrouter_sdk import _node_sdk as node_sdk
 from test_server_support import QUALITY_JUDGE, settings, start
 from wire_schema import sse_events
 
@@ -257,3 +261,26 @@ def test_no_cost_on_the_wire_when_the_backend_reports_none(
     assert completed["panel-b"]["usage"]["total_tokens"] > 0
     (done,) = by_type(seen, "response.completed")
     assert "cost" not in done["response"]["usage"]  # a partial sum is no cost
+
+
+def test_the_typescript_sdk_parses_the_research_and_usage_fields(
+    gateway: tuple[ScriptedOpenAIServer, str],
+) -> None:
+    upstream, base_url = gateway
+    upstream.reset()
+    upstream.set_script("panel-a", researching(cost_per_token=RATE["panel-a"]))
+    where = node_sdk()
+    shutil.copy(SDK_SCRIPT, where / "client.mjs")
+    done = subprocess.run(
+        ["node", "client.mjs", base_url, "outer/model-x", json.dumps(["panel-a", "panel-b"])],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "UNKNOWN" not in out["events"]  # an event the SDK's zod schemas refused
+    assert "response.fusion_call.panel.reasoning.delta" in out["events"]  # the research step
+    assert "response.fusion_call.panel.completed" in out["events"]
+    assert any(r.body.get("tools") for r in upstream.requests_for("panel-a"))
