@@ -126,7 +126,9 @@ def script(upstream: ScriptedOpenAIServer, *, paced: bool = False, **answers: Mo
 def playground() -> Iterator[Playground]:
     with (
         ScriptedOpenAIServer(default=healthy()) as upstream,
-        serve_command(upstream, "--server-key", KEY, lines=3) as (base, said),
+        # With the local research tools (web_fetch; web_search has no provider here), as
+        # `serve` runs by default: a panelist may take a research step.
+        serve_command(upstream, "--server-key", KEY, lines=3, tools=True) as (base, said),
         playwright_sync.sync_playwright() as driver,
     ):
         assert f"Playground: {base.removesuffix('/v1')}/" in said
@@ -472,25 +474,7 @@ def test_the_streamed_response_completed_carries_the_cost_when_every_model_repor
     assert " the tokens of one completion of " in ratio.inner_text()
 
 
-@pytest.fixture
-def researching_site(playground: Playground) -> Iterator[Playground]:
-    """A second `serve` on the same backend, whose panel has the local research tools."""
-    script(playground.upstream)
-    with serve_command(playground.upstream, "--server-key", KEY, lines=3, tools=True) as (
-        base,
-        _,
-    ):
-        site = Playground(base.removesuffix("v1"), playground.upstream, playground.browser)
-        yield site
-        outside = [u for u in site.requests if not u.startswith(site.url)]
-        assert not outside, outside
-        assert not site.errors
-        for context in site.browser.contexts:
-            context.close()
-
-
-def test_a_panelist_researching_shows_it_in_its_column(researching_site: Playground) -> None:
-    site = researching_site
+def test_a_panelist_researching_shows_it_in_its_column(site: Playground) -> None:
     site.upstream.set_script(
         PANEL[0],
         healthy(tool_calls=[{"name": "web_fetch", "arguments": {"url": SOURCE}}]),
