@@ -33,8 +33,8 @@ from test_server_support import (
     tool_names,
 )
 
-from langchain_fusion._background_server import BackgroundServer
 from langchain_fusion.backends import OpenAICompatibleBackend
+from langchain_fusion.background import BackgroundServer
 from langchain_fusion.contract.presets import PRESETS
 from langchain_fusion.testing import ModelScript, ScriptedOpenAIServer
 
