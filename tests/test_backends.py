@@ -225,3 +225,93 @@ def test_a_tap_starts_afresh_for_each_attempt() -> None:
     assert (tap.model, tap.cost, tap.annotations) == (None, None, {})  # read whole at the end
     tap.end()
     assert (tap.model, tap.cost, tap.annotations) == ("second", None, {0: [1]})
+
+
+def test_extras_read_after_the_last_chunk_come_in_one_more_chunk() -> None:
+    from langchain_core.outputs import ChatGenerationChunk
+
+    from langchain_fusion.backends.chat_model import _StreamExtras
+
+    tap = ResponseTap(model=CONCRETE)
+    extras = _StreamExtras(tap)
+    first = ChatGenerationChunk(message=AIMessageChunk(content="a"))
+    extras.apply(first)
+    assert first.message.response_metadata == {"model_name": CONCRETE}
+    assert extras.rest() is None
+    # The last event (usage, a citation) gave the SDK no chunk of its own.
+    tap.cost, tap.annotations = 0.5, {0: CITATIONS[:1]}
+    rest = extras.rest()
+    assert rest is not None
+    assert rest.message.response_metadata == {"cost": 0.5, "annotations": CITATIONS[:1]}
+    assert extras.rest() is None  # each extra once
+
+
+class _Pieces:
+    """A response body sent in pieces, one event at a time (sync and async)."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.pieces
+
+    async def __aiter__(self) -> Any:
+        for piece in self.pieces:
+            yield piece
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _events(whole: bool) -> Any:
+    """A stream whose last event gives `langchain-openai` no chunk (`delta: null`) but
+    carries the usage: sent in pieces, or as one body given whole (as a mock gives it)."""
+    import json
+
+    import httpx2
+
+    head = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": CONCRETE}
+    events = [
+        {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "a"}}]},
+        {
+            **head,
+            "choices": [{"index": 0, "delta": None, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2, "cost": 0.5},
+        },
+    ]
+    pieces = [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+    headers = {"content-type": "text/event-stream"}
+
+    def respond(request: Any) -> Any:
+        if whole:
+            return httpx2.Response(200, headers=headers, content=b"".join(pieces))
+        return httpx2.Response(200, headers=headers, stream=_Pieces(pieces))  # type: ignore[arg-type]
+
+    return httpx2.MockTransport(respond)
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_extras_of_an_event_that_gave_no_chunk_still_reach_the_message(whole: bool) -> None:
+    import httpx2
+
+    from langchain_fusion.backends.tap import AsyncTappingTransport, TappingTransport
+
+    mock = _events(whole)
+    model = ChatOpenAICompatible(
+        model="m",
+        base_url="http://upstream.invalid/v1",
+        api_key=SecretStr("k"),
+        http_client=httpx2.Client(transport=TappingTransport(mock)),
+        http_async_client=httpx2.AsyncClient(transport=AsyncTappingTransport(mock)),
+    )
+    chunks = list(model.stream("hi"))
+    assert _whole(chunks).response_metadata["cost"] == 0.5
+    assert chunks[0].response_metadata["model_name"] == CONCRETE
+
+    async def streamed() -> list[BaseMessageChunk]:
+        return [c async for c in model.astream("hi")]
+
+    assert _whole(asyncio.run(streamed())).response_metadata["cost"] == 0.5

@@ -109,6 +109,15 @@ def _tapped(request: httpx.Request) -> ResponseTap | None:
     return tap
 
 
+def _tap_response(response: httpx.Response, tap: ResponseTap, tee: Any) -> None:
+    tap.begin(response.headers.get("content-type", ""))
+    if response.is_stream_consumed:  # a body given whole (a mock, a cache): read it now
+        tap.feed(response.content)
+        tap.end()
+    else:
+        response.stream = tee(response.stream, tap)
+
+
 class TappingTransport(httpx.BaseTransport):
     """An httpx transport that copies tapped calls' responses into their `ResponseTap`."""
 
@@ -119,8 +128,7 @@ class TappingTransport(httpx.BaseTransport):
         tap = _tapped(request)
         response = self._inner.handle_request(request)
         if tap is not None:
-            tap.begin(response.headers.get("content-type", ""))
-            response.stream = _Tee(response.stream, tap)
+            _tap_response(response, tap, _Tee)
         return response
 
     def close(self) -> None:
@@ -137,8 +145,7 @@ class AsyncTappingTransport(httpx.AsyncBaseTransport):
         tap = _tapped(request)
         response = await self._inner.handle_async_request(request)
         if tap is not None:
-            tap.begin(response.headers.get("content-type", ""))
-            response.stream = _AsyncTee(response.stream, tap)
+            _tap_response(response, tap, _AsyncTee)
         return response
 
     async def aclose(self) -> None:
