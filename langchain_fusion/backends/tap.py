@@ -61,8 +61,12 @@ class ResponseTap:
             self._observe(body, "message")
 
     def _line(self, line: bytes) -> None:
-        if line.startswith(b"data:") and isinstance(event := _json(line[5:]), dict):
-            self._observe(event, "delta")
+        if not line.startswith(b"data:"):
+            return
+        # Most events are a token's delta: parse only those that can tell us something.
+        if self.model is None or b'"cost"' in line or b'"annotations"' in line:
+            if isinstance(event := _json(line[5:]), dict):
+                self._observe(event, "delta")
 
     def _observe(self, data: dict[str, Any], part: str) -> None:
         if self.model is None and isinstance(model := data.get("model"), str) and model:
