@@ -64,9 +64,9 @@ class ResponseTap:
         if not line.startswith(b"data:"):
             return
         # Most events are a token's delta: parse only those that can tell us something.
-        if self.model is None or b'"cost"' in line or b'"annotations"' in line:
-            if isinstance(event := _json(line[5:]), dict):
-                self._observe(event, "delta")
+        telling = self.model is None or b'"cost"' in line or b'"annotations"' in line
+        if telling and isinstance(event := _json(line[5:]), dict):
+            self._observe(event, "delta")
 
     def _observe(self, data: dict[str, Any], part: str) -> None:
         if self.model is None and isinstance(model := data.get("model"), str) and model:
