@@ -36,6 +36,7 @@ from langchain_fusion.server.ledger import Reservation
 from langchain_fusion.server.meter import RunRecorder, Usage
 from langchain_fusion.server.rehydrate import server_tool_record
 from langchain_fusion.server.routing import find_fusion, label, resolve
+from langchain_fusion.server.stream_redaction import redacted_chunks
 from langchain_fusion.server.wire.chat import (
     ChunkWriter,
     completion,
@@ -191,11 +192,13 @@ async def _sse(
         return first + [_event(dump(writer.delta({"content": text}))) for text in held]
 
     try:
-        source = run.chat.astream(
-            run.call.messages,
-            run.config,  # type: ignore[arg-type]
-            stop=run.call.stop,
-            **run.call.kwargs,
+        source = redacted_chunks(  # a secret split over deltas is matched whole
+            run.chat.astream(
+                run.call.messages,
+                run.config,  # type: ignore[arg-type]
+                stop=run.call.stop,
+                **run.call.kwargs,
+            )
         )
         async for piece in with_keepalive(source, gateway.keepalive_s):
             if isinstance(piece, KeepAlive):

@@ -34,6 +34,7 @@ from langchain_fusion.server.policy import ASSUMED_OUTPUT_TOKENS, plain_prompt_t
 from langchain_fusion.server.responses_events import ResponseWriter
 from langchain_fusion.server.responses_request import ResponsesCall, ResponsesRequest, prepare
 from langchain_fusion.server.routing import find_fusion, label, resolve
+from langchain_fusion.server.stream_redaction import redacted_events
 from langchain_fusion.server.wire.errors import with_availability
 from langchain_fusion.server.wire.items import fusion_item, pending_item
 from langchain_fusion.server.wire.metadata import with_metadata
@@ -207,8 +208,8 @@ async def _stream(
     final: BaseMessage | None = None
     recorder = run.recorder
     try:
-        source = run.runnable.astream_events(
-            run.call.messages, run.config, version="v2", **run.kwargs
+        source = redacted_events(  # a secret split over deltas is matched whole
+            run.runnable.astream_events(run.call.messages, run.config, version="v2", **run.kwargs)
         )
         async for event in with_keepalive(source, gateway.keepalive_s):
             if isinstance(event, KeepAlive):
