@@ -66,10 +66,12 @@ class _Run:
     requested: list[str]
     extras: dict[str, Any]
     """Top-level fields the hosted API adds (`openrouter_metadata`, when asked for)."""
+    tracers: list[Any]
+    """The run's LangSmith tracer, through redaction, when tracing is on."""
 
     @property
     def config(self) -> dict[str, Any]:
-        return {"callbacks": [self.recorder, self.names]}
+        return {"callbacks": [self.recorder, self.names, *self.tracers]}
 
 
 async def chat_completions(gateway: Gateway, request: Request) -> Response:
@@ -114,6 +116,7 @@ async def chat_completions(gateway: Gateway, request: Request) -> Response:
             fusion=True,
             byok=principal.upstream_key is not None,
         ),
+        tracers=gateway.tracing.callbacks(),
     )
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if call.stream:

@@ -24,6 +24,7 @@ from langchain_fusion.server.errors import GatewayError, upstream_failure
 from langchain_fusion.server.keys import KeyRing, Principal, secrets_of
 from langchain_fusion.server.ledger import Reservation, Spend, SpendLedger
 from langchain_fusion.server.policy import Policy, as_spend
+from langchain_fusion.server.tracing import Tracing
 from langchain_fusion.server.wire.names import ModelDirectory
 
 logger = logging.getLogger("langchain_fusion.server")
@@ -66,6 +67,8 @@ class Gateway:
     body_timeout_s: float = BODY_TIMEOUT_S
     model_names: ModelDirectory = field(default_factory=ModelDirectory)
     """The concrete model behind each configured name, as upstream responses reported it."""
+    tracing: Tracing = field(default_factory=Tracing)
+    """Each run's LangSmith tracer, through redaction (when tracing is on)."""
     _http: httpx.AsyncClient | None = None
 
     def __post_init__(self) -> None:
@@ -88,6 +91,7 @@ class Gateway:
         if self._http is not None:
             await self._http.aclose()
         await self.catalog.aclose()
+        self.tracing.close()
         if self.ledger is not None:
             self.ledger.close()
 

@@ -69,10 +69,12 @@ class _Run:
     """The outer model as configured: the response names its concrete model."""
     requested: list[str]
     """Every model the request asked for (a failure's `availability` lists them)."""
+    tracers: list[Any]
+    """The run's LangSmith tracer, through redaction, when tracing is on."""
 
     @property
     def config(self) -> RunnableConfig:
-        return {"callbacks": [self.recorder, self.names]}
+        return {"callbacks": [self.recorder, self.names, *self.tracers]}
 
     def spend(self, final: BaseMessage | None) -> Spend:
         if self.plain_model is None:
@@ -134,6 +136,7 @@ async def responses(gateway: Gateway, request: Request) -> Response:
         names=ConcreteNames(gateway.model_names),
         outer=outer_label,
         requested=requested,
+        tracers=gateway.tracing.callbacks(),
     )
     response = new_response(parsed.model_dump(), outer_label)
     metadata = with_metadata(
