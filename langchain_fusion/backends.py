@@ -17,9 +17,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.utils import from_env, secret_from_env
-from langchain_openai import ChatOpenAI
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+
+from langchain_fusion.off_loop import ChatOpenAIOffLoop
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 DEPTH_HEADER = "x-openrouter-fusion-depth"
@@ -29,7 +30,7 @@ DEFAULT_TIMEOUT = 120.0
 DEFAULT_MAX_RETRIES = 2
 
 
-class ChatOpenAICompatible(ChatOpenAI):
+class ChatOpenAICompatible(ChatOpenAIOffLoop):
     """`ChatOpenAI` that also surfaces what OpenRouter adds to a chat completion.
 
     The cost (`usage.cost`, USD) lands in `response_metadata["cost"]`, and the pages its

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from langchain_fusion.chat_models import FUSION_ALIASES, ChatFusion
+from langchain_fusion.graph.budget import BudgetEstimate
 from langchain_fusion.server import plain
 from langchain_fusion.server.chat_request import ChatCall, ChatCompletionRequest, prepare
 from langchain_fusion.server.errors import GatewayError, from_validation
@@ -81,20 +82,25 @@ async def chat_completions(gateway: Gateway, request: Request) -> Response:
     ask = find_fusion(body["model"], body.get("tools"), body.get("plugins"))
     if ask is None:
         return await plain.relay(gateway, request, principal, body)
-    try:
-        parsed = ChatCompletionRequest.model_validate(body)
-    except ValidationError as error:
-        raise from_validation(error) from None
-    call = prepare(parsed, ask)
     deliberation = resolve(ask, gateway.catalog.alias_defaults(ask.alias))
     gateway.policy.check_deliberation(deliberation)
-    worst = gateway.policy.fusion_worst_case(
-        deliberation,
-        call.messages,
-        tools=parsed.function_tools,
-        outer_max_tokens=parsed.output_limit or deliberation.defaults.max_tokens,
-        enabled=call.enabled,
-    )
+
+    def admitted() -> tuple[ChatCompletionRequest, ChatCall, BudgetEstimate]:
+        try:
+            parsed = ChatCompletionRequest.model_validate(body)
+        except ValidationError as error:
+            raise from_validation(error) from None
+        call = prepare(parsed, ask)
+        worst = gateway.policy.fusion_worst_case(
+            deliberation,
+            call.messages,
+            tools=parsed.function_tools,
+            outer_max_tokens=parsed.output_limit or deliberation.defaults.max_tokens,
+            enabled=call.enabled,
+        )
+        return parsed, call, worst
+
+    parsed, call, worst = await gateway.off_loop(request, admitted)
     gateway.policy.check_budget(worst)
     chat = gateway.catalog.chat_for(deliberation, principal.upstream_key)
     reservation = await gateway.reserve(principal, worst)

@@ -39,7 +39,8 @@ STREAM_BUFFER = 256
 """Events a stream holds for a slow reader before it waits on it."""
 SLOW_READER_S = 30.0
 """Seconds a stream waits on a reader with a full buffer before cutting it off."""
-"""Seconds a client has to send its whole body (an incomplete one holds no connection)."""
+OFF_LOOP_BYTES = 256 * 1024
+"""A body this big is parsed and admitted in a worker thread: the loop serves others."""
 _T = TypeVar("_T")
 
 
@@ -107,14 +108,26 @@ class Gateway:
         if size and size.isdigit() and int(size) > self.max_body_bytes:
             raise GatewayError(413, f"the request body is over {self.max_body_bytes} bytes")
         raw = await read_limited(request, self.max_body_bytes, self.body_timeout_s)
-        body = parse_body(raw)
         path = request.url.path
-        if path.endswith("/responses"):
-            admit(body, "responses")
-        elif path.endswith("/chat/completions"):
-            admit(body, "chat")
+        route = "responses" if path.endswith("/responses") else "chat"
         # Other routes (`/v1/messages`) admit the Chat Completions request they translate to.
-        return body
+        check = path.endswith(("/responses", "/chat/completions"))
+
+        def admitted() -> dict[str, Any]:
+            body = parse_body(raw)
+            if check:
+                admit(body, route)
+            return body
+
+        request.state.body_bytes = len(raw)
+        return await self.off_loop(request, admitted)
+
+    async def off_loop(self, request: Request, work: Callable[[], _T]) -> _T:
+        """`work()`: here for a small request, in a worker thread for a big one (its
+        parsing, conversion and worst case are CPU the event loop must not wait for)."""
+        if getattr(request.state, "body_bytes", 0) < OFF_LOOP_BYTES:
+            return work()
+        return await anyio.to_thread.run_sync(work)
 
     async def reserve(self, principal: Principal, worst: BudgetEstimate) -> Reservation | None:
         """Check the per-request cap, then hold the worst case on the caller's key (every

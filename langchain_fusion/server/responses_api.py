@@ -33,7 +33,7 @@ from langchain_fusion.server.meter import FusionCall, RunRecorder, Usage, messag
 from langchain_fusion.server.policy import ASSUMED_OUTPUT_TOKENS, plain_prompt_tokens
 from langchain_fusion.server.responses_events import ResponseWriter
 from langchain_fusion.server.responses_request import ResponsesCall, ResponsesRequest, prepare
-from langchain_fusion.server.routing import find_fusion, label, resolve
+from langchain_fusion.server.routing import FusionAsk, find_fusion, label, resolve
 from langchain_fusion.server.stream_redaction import redacted_events
 from langchain_fusion.server.wire.errors import with_availability
 from langchain_fusion.server.wire.items import fusion_item, pending_item
@@ -88,12 +88,16 @@ async def responses(gateway: Gateway, request: Request) -> Response:
     """Validate, check the policy, hold the worst case, then answer or stream."""
     principal = gateway.authenticate(request)
     body = await gateway.read_json(request)
-    try:
-        parsed = ResponsesRequest.model_validate(body)
-    except ValidationError as error:
-        raise from_validation(error) from None
-    ask = find_fusion(parsed.model, parsed.tools, parsed.plugins)
-    call = prepare(parsed, fusion_enabled=ask.enabled if ask is not None else True)
+
+    def admitted() -> tuple[ResponsesRequest, FusionAsk | None, ResponsesCall]:
+        try:
+            parsed = ResponsesRequest.model_validate(body)
+        except ValidationError as error:
+            raise from_validation(error) from None
+        ask = find_fusion(parsed.model, parsed.tools, parsed.plugins)
+        return parsed, ask, prepare(parsed, fusion_enabled=ask.enabled if ask else True)
+
+    parsed, ask, call = await gateway.off_loop(request, admitted)
     outer_label = parsed.model
     worst: BudgetEstimate
     runnable: Runnable[LanguageModelInput, BaseMessage]
