@@ -225,3 +225,44 @@ def test_every_prompt_of_the_pipeline_fits_the_instruction_allowance() -> None:
     assert templates
     assert sum(len(t.encode()) for t in templates) <= INSTRUCTION_TOKENS
     assert ModelPrice(prompt=0, completion=0)  # the re-export keeps working
+
+
+LONG_ANSWER = "ø" * 100_000
+"""200 kB for 20 output tokens: as many bytes per token as a tokenizer may make it."""
+REREAD = {
+    "model": "openrouter/fusion",
+    "messages": [{"role": "user", "content": QUESTION}],
+    "tool_choice": "required",
+    "max_tokens": 20,
+    "tools": [{"type": "openrouter:fusion", "parameters": {"max_completion_tokens": 20}}],
+}
+
+
+def test_answers_long_per_token_never_take_a_key_over_its_cap(
+    hostile: HostileOpenAIServer, tmp_path: Path
+) -> None:
+    """The judge and the outer model re-read panel answers the pre-run worst case counts
+    at 20 tokens each; the upstream bills their 200 kB. A run is stopped before the call
+    that would go over what it holds, and 50 racers leave the key under its cap."""
+    cap = ADMITTED * _worst(hostile, tmp_path, REREAD)
+    for model in PANEL:
+        hostile.set_script(model, healthy(reply=LONG_ANSWER))
+    key = ServerKey.model_validate({"name": "team", "key": KEY, "max_tokens": cap})
+    solo = ServerKey.model_validate({"name": "solo", "key": KEY + "-solo"})
+    ring = KeyRing([key, solo])
+    with start(hostile, keys=ring, ledger=SpendLedger(tmp_path / "s.db")) as server:
+        alone = {"authorization": f"Bearer {KEY}-solo"}
+        stopped = httpx.post(f"{server.base_url}/chat/completions", json=REREAD, headers=alone)
+        readers = [r for r in hostile.requests if r.model not in PANEL]
+        billed_alone = hostile.billed_tokens
+        statuses = asyncio.run(_race(server.base_url, REREAD))
+        spent = httpx.get(f"{server.base_url}/key", headers=AUTH).json()["data"]["usage_tokens"]
+    assert stopped.status_code == 402, stopped.text
+    assert "the run was stopped: budget spent" in error_of(stopped)["message"]
+    # The panel answered (billed 20 output tokens each), and no call re-read it after.
+    assert hostile.requests_for(PANEL[0])
+    assert not [r for r in readers if LONG_ANSWER[:1000] in json.dumps(r.body)]
+    assert set(statuses) <= {200, 402}, statuses
+    billed = hostile.billed_tokens - billed_alone
+    assert 0 < billed <= cap
+    assert billed <= spent <= cap

@@ -67,12 +67,14 @@ class _Run:
     requested: list[str]
     extras: dict[str, Any]
     """Top-level fields the hosted API adds (`openrouter_metadata`, when asked for)."""
-    tracers: list[Any]
-    """The run's LangSmith tracer, through redaction, when tracing is on."""
+    handlers: list[Any]
+    """The run's in-run spend guard (first: a call it refuses is seen by no other
+    handler, so it is not counted in flight), and its LangSmith tracer (through
+    redaction) when tracing is on."""
 
     @property
     def config(self) -> dict[str, Any]:
-        return {"callbacks": [self.recorder, self.names, *self.tracers]}
+        return {"callbacks": [*self.handlers, self.recorder, self.names]}
 
 
 async def chat_completions(gateway: Gateway, request: Request) -> Response:
@@ -122,7 +124,7 @@ async def chat_completions(gateway: Gateway, request: Request) -> Response:
             fusion=True,
             byok=principal.upstream_key is not None,
         ),
-        tracers=gateway.tracing.callbacks(),
+        handlers=[gateway.policy.guard(deliberation, worst), *gateway.tracing.callbacks()],
     )
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if call.stream:

@@ -18,6 +18,7 @@ import httpx
 from starlette.requests import Request
 
 from langchain_fusion.graph.budget import BudgetEstimate
+from langchain_fusion.limits import BudgetSpent
 from langchain_fusion.server.admission import admit, parse_body
 from langchain_fusion.server.catalog import ModelCatalog
 from langchain_fusion.server.errors import GatewayError, upstream_failure
@@ -167,11 +168,12 @@ class Gateway:
     def failure(error: BaseException, principal: Principal, what: str) -> GatewayError:
         """An upstream failure as the client will see it (the caller's keys redacted), logged;
         the gateway's own errors (a reader cut off) as they are."""
-        failure = (
-            error
-            if isinstance(error, GatewayError)
-            else upstream_failure(error, secrets=secrets_of(principal))
-        )
+        if isinstance(error, BudgetSpent):  # the in-run guard stopped the run
+            failure = GatewayError(402, f"the run was stopped: {error}")
+        elif isinstance(error, GatewayError):
+            failure = error
+        else:
+            failure = upstream_failure(error, secrets=secrets_of(principal))
         logger.warning("%s failed (key %s): %s", what, principal.name, failure.message)
         return failure
 

@@ -69,12 +69,14 @@ class _Run:
     """The outer model as configured: the response names its concrete model."""
     requested: list[str]
     """Every model the request asked for (a failure's `availability` lists them)."""
-    tracers: list[Any]
-    """The run's LangSmith tracer, through redaction, when tracing is on."""
+    handlers: list[Any]
+    """A fusion run's in-run spend guard (first: a call it refuses is seen by no other
+    handler, so it is not counted in flight), and its LangSmith tracer (through
+    redaction) when tracing is on."""
 
     @property
     def config(self) -> RunnableConfig:
-        return {"callbacks": [self.recorder, self.names, *self.tracers]}
+        return {"callbacks": [*self.handlers, self.recorder, self.names]}
 
     def spend(self, final: BaseMessage | None) -> Spend:
         if self.plain_model is None:
@@ -140,7 +142,10 @@ async def responses(gateway: Gateway, request: Request) -> Response:
         names=ConcreteNames(gateway.model_names),
         outer=outer_label,
         requested=requested,
-        tracers=gateway.tracing.callbacks(),
+        handlers=[
+            *([] if ask is None else [gateway.policy.guard(deliberation, worst)]),
+            *gateway.tracing.callbacks(),
+        ],
     )
     response = new_response(parsed.model_dump(), outer_label)
     metadata = with_metadata(
