@@ -266,3 +266,51 @@ def test_answers_long_per_token_never_take_a_key_over_its_cap(
     billed = hostile.billed_tokens - billed_alone
     assert 0 < billed <= cap
     assert billed <= spent <= cap
+
+
+def test_the_guard_counts_each_call_from_its_prompt_and_what_was_reported() -> None:
+    from uuid import uuid4
+
+    from langchain_core.outputs import ChatGeneration, LLMResult
+
+    from langchain_fusion.limits import BudgetSpent, SpendGuard
+
+    guard = SpendGuard(tokens=1_000, attempts=1)
+    params = {"model": "m", "max_tokens": 100}
+    first, parent = uuid4(), uuid4()
+    guard.on_chat_model_start(
+        {},
+        [[HumanMessage("x" * 500)]],
+        run_id=first,
+        parent_run_id=parent,
+        invocation_params=params,
+    )
+    with pytest.raises(BudgetSpent):  # 500 + 100 in flight, and 500 + 100 more: over 1 000
+        guard.on_chat_model_start(
+            {},
+            [[HumanMessage("y" * 500)]],
+            run_id=uuid4(),
+            parent_run_id=parent,
+            invocation_params=params,
+        )
+    reply = AIMessage(
+        "ok", usage_metadata={"input_tokens": 50, "output_tokens": 10, "total_tokens": 60}
+    )
+    guard.on_llm_end(LLMResult(generations=[[ChatGeneration(message=reply)]]), run_id=first)
+    # What was reported replaces what was held: the second call fits now.
+    guard.on_chat_model_start(
+        {},
+        [[HumanMessage("y" * 500)]],
+        run_id=uuid4(),
+        parent_run_id=parent,
+        invocation_params=params,
+    )
+    # A prompt of multi-byte text is counted by its bytes, whatever its characters.
+    with pytest.raises(BudgetSpent):
+        guard.on_chat_model_start(
+            {},
+            [[HumanMessage("ø" * 100)]],
+            run_id=uuid4(),
+            parent_run_id=parent,
+            invocation_params=params,
+        )

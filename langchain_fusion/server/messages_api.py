@@ -91,7 +91,8 @@ async def _messages(gateway: Gateway, request: Request) -> Response:
     kwargs: dict[str, Any] = dict(call.kwargs)
     gateway.policy.check_budget(worst)
     reservation = await gateway.reserve(principal, worst)
-    config: Any = {"callbacks": [recorder, names, *gateway.tracing.callbacks()]}
+    guard = gateway.policy.guard(deliberation, worst)  # first: see chat_completions._Run
+    config: Any = {"callbacks": [guard, recorder, names, *gateway.tracing.callbacks()]}
     ident = f"msg_{uuid.uuid4().hex}"
 
     def spend(final: BaseMessage | None = None) -> Any:
