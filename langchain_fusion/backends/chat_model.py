@@ -19,9 +19,9 @@ from langchain_core.callbacks import (
 )
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_openai import ChatOpenAI
 from pydantic import model_validator
 
+from langchain_fusion.backends.off_loop import ChatOpenAIOffLoop
 from langchain_fusion.backends.tap import (
     ResponseTap,
     tapped_async_http_client,
@@ -30,7 +30,7 @@ from langchain_fusion.backends.tap import (
 )
 
 
-class ChatOpenAICompatible(ChatOpenAI):
+class ChatOpenAICompatible(ChatOpenAIOffLoop):
     """`ChatOpenAI` that also surfaces what OpenRouter adds to a chat completion.
 
     The cost (`usage.cost`, USD) lands in `response_metadata["cost"]`, the pages its
@@ -39,6 +39,9 @@ class ChatOpenAICompatible(ChatOpenAI):
     chunk names the concrete model that answers (`response_metadata["model_name"]`, the
     upstream's `model`), not only its last, so a consumer can name it from the first byte;
     the whole message names it once.
+
+    A big request (`backends/off_loop.py`) is converted and sent from a worker thread, so a
+    server's event loop stays free.
 
     Needs HTTP clients on a `TappingTransport`: the default ones are, and so are an
     `OpenAICompatibleBackend`'s; with clients of your own (`http_client=`) the model works
