@@ -12,6 +12,7 @@ import re
 import sys
 from pathlib import Path
 
+from langchain_core.tools import tool
 from playwright.sync_api import expect, sync_playwright
 from test_playground import CHROMIUM, CHROMIUM_ARGS
 from test_server_support import QUALITY_JUDGE, healthy, settings, start
@@ -66,6 +67,17 @@ ANALYSIS = {
     ],
     "blind_spots": ["No answer priced the disruption of construction for local businesses."],
 }
+RATES = {PANEL[0]: 1.5e-5, PANEL[1]: 1.0e-5, PANEL[2]: 0.6e-5, QUALITY_JUDGE: 2.5e-5}
+"""USD per token each model reports, so that the page has costs to show."""
+SEARCH = "BRT vs tram capital cost per km 2024"
+
+
+@tool
+def web_search(query: str) -> str:
+    """Search the web (a stand-in: the screenshots make no network call)."""
+    return f"Results for {query}: BRT $10M to $40M per km; tram $50M to $120M per km."
+
+
 ANSWER = (
     "**Start with bus rapid transit, built to tram standards where it counts.**\n\n"
     "The panel agrees that dedicated lanes and frequency drive ridership, and that $400M "
@@ -81,11 +93,25 @@ ANSWER = (
 def main() -> None:
     with ScriptedOpenAIServer(default=healthy()) as upstream:
         for model, reply in REPLIES.items():
-            upstream.set_script(model, healthy(reply=reply))
+            upstream.set_script(model, ModelScript(reply=reply, cost_per_token=RATES[model]))
+        # One panelist searches before it answers: its column shows the step.
+        upstream.set_script(
+            PANEL[1],
+            ModelScript(
+                reply=REPLIES[PANEL[1]],
+                cost_per_token=RATES[PANEL[1]],
+                tool_calls=[{"name": "web_search", "arguments": {"query": SEARCH}}],
+            ),
+        )
         upstream.set_script(FAILING, ModelScript(status_code=429))
-        upstream.set_script(QUALITY_JUDGE, healthy(json_reply=ANALYSIS, reply=ANSWER))
+        upstream.set_script(
+            QUALITY_JUDGE,
+            ModelScript(json_reply=ANALYSIS, reply=ANSWER, cost_per_token=RATES[QUALITY_JUDGE]),
+        )
+        model_settings = {**settings(upstream), "research_tools": [web_search]}
+        model_settings.pop("server_tools")  # research on, with the stand-in search
         with (
-            start(upstream, model_settings=settings(upstream)) as server,
+            start(upstream, model_settings=model_settings) as server,
             sync_playwright() as driver,
         ):
             url = server.base_url.removesuffix("v1")

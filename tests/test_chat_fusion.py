@@ -337,6 +337,24 @@ async def test_astream_events_show_the_inner_runs_as_children(
     assert streamed == outer_requests(scripted_server)[-1].response_text
 
 
+def test_identifying_params_change_with_every_setting_that_changes_a_call(
+    scripted_server: ScriptedOpenAIServer,
+) -> None:
+    from langchain_fusion.contract.result import AnalysisLimits
+
+    base = chat(scripted_server)._identifying_params
+    changed = {
+        "panel_temperature": 0.9,
+        "max_completion_tokens": 77,
+        "max_tool_calls": 1,
+        "deadline": 9.0,
+        "analysis_limits": AnalysisLimits(max_items=2),
+        "temperature": 0.1,
+    }
+    for field, value in changed.items():
+        assert chat(scripted_server, **{field: value})._identifying_params != base, field
+
+
 def test_ls_params_report_provider_and_model(scripted_server: ScriptedOpenAIServer) -> None:
     llm = chat(scripted_server, temperature=0.2, max_tokens=99)
     params = llm._get_ls_params()

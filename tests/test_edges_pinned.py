@@ -190,3 +190,24 @@ def test_a_panel_limit_of_zero_is_refused_everywhere() -> None:
     done = invoke("serve", "--max-panel", "0", "--port", "0")
     assert done.exit_code == 2
     assert "--max-panel" in done.stderr
+    done = invoke("mcp", "--max-panel", "0")
+    assert done.exit_code == 2
+    assert "--max-panel" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("keyword", "hint"),
+    [
+        ("analysis_model", "did you mean `analysis_models`, in `parameters`?"),
+        ("deadlin", "did you mean `deadline`, in `limits`?"),
+        ("anonymise_judge", "did you mean `anonymize_judge`?"),
+    ],
+)
+def test_a_misspelt_graph_keyword_names_the_closest_one_and_where_it_goes(
+    keyword: str, hint: str
+) -> None:
+    from langchain_fusion import create_fusion_graph
+
+    with pytest.raises(TypeError) as raised:
+        create_fusion_graph(**{keyword: ["a"]})
+    assert hint in str(raised.value)

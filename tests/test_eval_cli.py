@@ -156,3 +156,32 @@ def test_max_cost_refusal_names_the_estimate(data: Path, tmp_path: Path) -> None
     text = " ".join(result.output.split())
     assert "this run could spend up to $" in text
     assert "over --max-cost $0.001" in text
+
+
+def test_the_main_cli_loads_eval_only_when_asked_for() -> None:
+    """A prompt does not import the evaluation harness: no module of the CLI imports
+    `langchain_fusion.eval` when it is imported (only inside functions, on demand)."""
+    import ast
+
+    import langchain_fusion.cli
+
+    package = Path(langchain_fusion.cli.__file__).parent
+    for path in package.glob("*.py"):
+        for node in ast.parse(path.read_text()).body:  # module level only
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("langchain_fusion.eval"), path.name
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("langchain_fusion.eval") for a in node.names)
+
+
+def test_the_main_cli_dispatches_eval_and_lists_it() -> None:
+    from langchain_fusion.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "--out" in result.output
+    group = typer.main.get_command(app)
+    assert "eval" in group.list_commands(None)  # type: ignore[attr-defined]
+    missing = CliRunner().invoke(app, ["eval"])
+    assert missing.exit_code == 2  # eval's own usage error (no --out), not a prompt
+    assert "--out" in missing.output

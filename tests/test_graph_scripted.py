@@ -436,7 +436,7 @@ def test_cache_control_reaches_panel_and_judge_on_openrouter(
     cache = {"type": "ephemeral", "ttl": "1h"}
     graph = create_fusion_graph(
         FusionParameters(analysis_models=PANEL, model=JUDGE, cache_control=cache, tools=[]),
-        backend=backend_for(scripted_server, server_tools=openrouter),
+        backend=backend_for(scripted_server, runs_hosted_tools=openrouter),
         outer_model="outer-o",
     )
     graph.invoke({"messages": conversation()})

@@ -35,7 +35,7 @@ from langchain_fusion import (
     OpenAICompatibleBackend,
     create_fusion_graph,
 )
-from langchain_fusion._background_server import BackgroundServer
+from langchain_fusion.background import BackgroundServer
 from langchain_fusion.testing import ScriptedOpenAIServer
 
 OPENROUTER_KEY = "sk-or-v1-FAKE-0f1e2d3c4b5a69788796a5b4c3d2e1f0-do-not-trace"

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from test_server_support import PANEL, QUALITY_JUDGE, healthy, serve_command
+from wire_schema import sse_events
 
 from langchain_fusion.contract.presets import PRESETS
 from langchain_fusion.testing import ModelScript, ScriptedOpenAIServer
@@ -125,7 +126,9 @@ def script(upstream: ScriptedOpenAIServer, *, paced: bool = False, **answers: Mo
 def playground() -> Iterator[Playground]:
     with (
         ScriptedOpenAIServer(default=healthy()) as upstream,
-        serve_command(upstream, "--server-key", KEY, lines=3) as (base, said),
+        # With the local research tools (web_fetch; web_search has no provider here), as
+        # `serve` runs by default: a panelist may take a research step.
+        serve_command(upstream, "--server-key", KEY, lines=3, tools=True) as (base, said),
         playwright_sync.sync_playwright() as driver,
     ):
         assert f"Playground: {base.removesuffix('/v1')}/" in said
@@ -193,6 +196,7 @@ def test_a_run_fills_every_column_the_analysis_and_the_streamed_answer(site: Pla
     assert "Bus lanes cost a fifth as much." in stances.nth(1).inner_text()
     assert ANALYSIS["blind_spots"][0] in analysis.inner_text()
     # An insight names its model's column, and focusing it highlights that column.
+    page.mouse.move(0, 0)  # off every finding: hovering one highlights its columns too
     page.locator(".unique_insights .finding").focus()
     assert "highlight" in (column(page, PANEL[1]).get_attribute("class") or "")
     assert "highlight" not in (column(page, PANEL[0]).get_attribute("class") or "")
@@ -201,7 +205,7 @@ def test_a_run_fills_every_column_the_analysis_and_the_streamed_answer(site: Pla
     lengths = page.evaluate("window.__lengths")
     assert len(set(lengths)) >= 3, lengths  # streamed in, not set once
     assert page.locator("#analyst-name").text_content() == f"by {QUALITY_JUDGE}"
-    assert "tokens in all" in page.locator("#usage").text_content()
+    assert "2 of 2 panelists answered" in page.locator("#usage").text_content()
     for region in ("#answer", "#analysis", "#columns article .column-body"):
         assert page.locator(region).first.get_attribute("aria-live") == "polite"
 
@@ -361,3 +365,142 @@ def test_the_page_and_its_files_are_served_safely(site: Playground) -> None:
     assert missing.json()["error"]["code"] == 404
     # The page is public, the API is not: without the key, the page gets nothing.
     assert httpx.get(f"{site.url}v1/models", timeout=10).status_code == 401
+
+
+# --- tokens, cost and research, as they arrive ----------------------------------------------
+
+RATES = {PANEL[0]: 1e-6, PANEL[1]: 4e-6, QUALITY_JUDGE: 2e-6}
+"""USD per token each model reports (`usage.cost`); PANEL[0] is the cheap panelist."""
+SOURCE = "http://127.0.0.1:9/tram-ridership"
+"""What the researching panelist fetches: a loopback address, which `web_fetch` refuses
+before any connection (the step is taken all the same, and nothing leaves the machine)."""
+
+
+def value(locator: Any) -> float:
+    """A figure's exact value (`data-value`), checked to be shown as text too."""
+    assert locator.count() == 1  # now: the run is done, nothing is still to come
+    assert locator.inner_text().strip()
+    return float(locator.get_attribute("data-value"))
+
+
+def priced(upstream: ScriptedOpenAIServer, rates: dict[str, float | None]) -> None:
+    """Every model answers as `script` has it, reporting `rates` (None: no cost)."""
+    upstream.reset()
+    for model in PANEL:
+        upstream.set_script(model, ModelScript(cost_per_token=rates[model]))
+    upstream.set_script(
+        QUALITY_JUDGE,
+        ModelScript(json_reply=ANALYSIS, reply=ANSWER, cost_per_token=rates[QUALITY_JUDGE]),
+    )
+
+
+def test_columns_show_tokens_and_cost_and_the_usage_line_splits_them_by_stage(
+    site: Playground,
+) -> None:
+    priced(site.upstream, RATES)
+    page = site.page()
+    run(page)
+    assert {r.model for r in site.upstream.requests} == {*PANEL, QUALITY_JUDGE}
+    cost = {}
+    for model in PANEL:
+        meta = column(page, model).locator(".column-meta")
+        tokens = value(meta.locator(".tokens"))
+        cost[model] = value(meta.locator(".cost"))
+        assert tokens > 0
+        assert cost[model] == pytest.approx(tokens * RATES[model])  # the model's own bill
+        assert meta.locator(".cost").inner_text().startswith("$")
+        assert meta.locator(".time").inner_text().endswith(" s")
+    stage = {
+        name: page.locator(f"#usage [data-stage={name}]")
+        for name in ("panel", "analysis", "synthesis", "total")
+    }
+    figures = {
+        name: (value(box.locator(".tokens")), value(box.locator(".cost")))
+        for name, box in stage.items()
+    }
+    columns = [value(column(page, m).locator(".column-meta .tokens")) for m in PANEL]
+    assert figures["panel"] == (sum(columns), pytest.approx(sum(cost.values())))
+    for name in ("analysis", "synthesis"):  # the analyst wrote both (the server's default)
+        tokens, spent = figures[name]
+        assert tokens > 0
+        assert spent == pytest.approx(tokens * RATES[QUALITY_JUDGE])
+    total_tokens, total_cost = figures["total"]
+    stages = ("panel", "analysis", "synthesis")
+    assert total_tokens == sum(figures[n][0] for n in stages)
+    assert total_cost == pytest.approx(sum(figures[n][1] for n in stages))
+    ratio = page.locator("#usage .ratio")
+    assert ratio.get_attribute("data-model") == PANEL[0] == min(cost, key=cost.__getitem__)
+    times = total_cost / cost[PANEL[0]]
+    assert ratio.inner_text() == f"{times:.1f}× the cost of one completion of {PANEL[0]}"
+    assert value(ratio) == pytest.approx(times)
+    usage_line = page.locator("#usage").inner_text()
+    page.reload()  # a run reopened from the history shows the same figures
+    page.wait_for_selector("body[data-ready=true]")
+    page.locator("#history-list .history-item").first.click()
+    assert page.locator("#usage").inner_text() == usage_line
+    assert value(column(page, PANEL[1]).locator(".column-meta .cost")) == cost[PANEL[1]]
+
+
+def test_the_streamed_response_completed_carries_the_cost_when_every_model_reports_one(
+    site: Playground,
+) -> None:
+    same = dict.fromkeys(RATES, 2e-6)
+    priced(site.upstream, same)
+    body = {"model": "openrouter/fusion", "input": PROMPT, "tool_choice": "required"}
+
+    def completed() -> dict[str, Any]:
+        response = site.api("responses", {**body, "stream": True})
+        assert response.status_code == 200, response.text
+        events, _ = sse_events(response.text)
+        last = json.loads(events[-1][1])
+        assert last["type"] == "response.completed"
+        usage: dict[str, Any] = last["response"]["usage"]
+        return usage
+
+    usage = completed()
+    assert usage["cost"] == pytest.approx(usage["total_tokens"] * 2e-6)  # every call's bill
+    priced(site.upstream, {**same, PANEL[1]: None})  # one model reports no cost
+    assert "cost" not in completed()  # a partial sum is no cost
+    # The page then shows tokens where it cannot show cost, and compares by tokens.
+    page = site.page()
+    run(page)
+    assert column(page, PANEL[1]).locator(".column-meta .cost").count() == 0
+    assert value(column(page, PANEL[1]).locator(".column-meta .tokens")) > 0
+    assert page.locator("#usage [data-stage=total] .cost").count() == 0
+    assert page.locator("#usage [data-stage=panel] .cost").count() == 0
+    assert value(page.locator("#usage [data-stage=total] .tokens")) > 0
+    ratio = page.locator("#usage .ratio")
+    assert ratio.get_attribute("data-by") == "tokens"
+    assert " the tokens of one completion of " in ratio.inner_text()
+
+
+def test_a_panelist_researching_shows_it_in_its_column(site: Playground) -> None:
+    site.upstream.set_script(
+        PANEL[0],
+        healthy(tool_calls=[{"name": "web_fetch", "arguments": {"url": SOURCE}}]),
+    )
+    page = site.page()
+    # Every state each column shows, in order (a state is set on the page at once).
+    page.evaluate(
+        """() => { window.__states = {};
+        new MutationObserver((records) => { for (const r of records) {
+            const node = r.target;
+            if (!node.matches || !node.matches('article.column')) continue;
+            (window.__states[node.dataset.model] ||= []).push(node.dataset.state); } })
+        .observe(document.querySelector('#columns'),
+                 {subtree: true, attributes: true, attributeFilter: ['data-state']}); }"""
+    )
+    run(page)
+    first, second = site.upstream.requests_for(PANEL[0])  # the step, then the answer
+    assert [t["function"]["name"] for t in first.body["tools"]] == ["web_fetch"]
+    assert second.body["messages"][-1]["role"] == "tool"  # the step ran (and was refused)
+    states = page.evaluate("window.__states")
+    assert "researching" in states[PANEL[0]]
+    assert states[PANEL[0]].index("researching") < states[PANEL[0]].index("done")
+    assert states[PANEL[0]][-1] == "done"
+    assert "researching" not in states[PANEL[1]]  # it answered on its first turn
+    step = column(page, PANEL[0]).locator(".research-step")
+    assert step.count() == 1
+    assert step.locator(".tool").inner_text() == "web_fetch"
+    assert step.locator(".query").inner_text() == SOURCE
+    assert column(page, PANEL[1]).locator(".research-step").count() == 0

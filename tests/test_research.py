@@ -234,7 +234,7 @@ def test_openrouter_server_tools_pass_through_and_citations_become_sources(
         }
     )
     graph = create_fusion_graph(
-        parameters, backend=backend_for(scripted_server, server_tools=True), synthesize=False
+        parameters, backend=backend_for(scripted_server, runs_hosted_tools=True), synthesize=False
     )
     result = graph.invoke({"messages": QUESTION})["result"]
     expected_tools = [

@@ -1,6 +1,7 @@
 """A client's mistake is a 400 (or 413) in the hosted shape before any upstream call, on
 both routes (issue 18, point 4): unknown keys with "did you mean", types, non-finite
-numbers, invalid Unicode, deep nesting, unknown content parts, an unanswered tool call, a
+numbers, invalid Unicode, deep nesting, content part types and keys the hosted schema does
+not have (Chat Completions and Responses input), an unanswered tool call, a
 non-ASCII bring-your-own-key key, and typos of tool types, plugin ids and aliases."""
 
 from __future__ import annotations
@@ -144,6 +145,46 @@ REFUSED: list[tuple[str, Any, str]] = [
         "did you mean 'openrouter/fusion'",
     ),
     ("/responses", {**RESPONSES, "model": "openrouter/fusoin"}, "did you mean 'openrouter/fusion'"),
+    (
+        "/chat/completions",
+        {**FUSION, "messages": [{"role": "user", "content": [{"type": "text", "txt": "hi"}]}]},
+        "did you mean 'text'",
+    ),
+]
+
+
+def _input(*parts: Any, role: str = "user", plain: bool = False) -> dict[str, Any]:
+    """A Responses request whose input is one message of `parts` (then a user question)."""
+    items = [{"type": "message", "role": role, "content": list(parts)}]
+    if role != "user":
+        items.append({"role": "user", "content": QUESTION})
+    return {**RESPONSES, "model": "vendor/plain" if plain else RESPONSES["model"], "input": items}
+
+
+_IMAGE = {"type": "input_image", "image_url": "https://example.com/a.png", "detail": "auto"}
+REFUSED += [
+    ("/responses", _input({"type": "image", "source_type": "url"}), "content part type 'image'"),
+    (
+        "/responses",
+        _input({"type": "image", "source_type": "url"}, plain=True),
+        "content part type 'image'",
+    ),
+    ("/responses", _input({"type": "text", "text": "hi"}), "content part type 'text'"),
+    ("/responses", _input({"type": "input_txt", "text": "hi"}), "did you mean 'input_text'"),
+    ("/responses", _input({"type": "input_text", "txt": "hi"}, plain=True), "did you mean 'text'"),
+    (
+        "/responses",
+        _input({**_IMAGE, "detial": "auto"}),
+        "did you mean 'detail'",
+    ),
+    ("/responses", _input({"type": "output_text", "text": "hi"}), "content part type"),
+    (
+        "/responses",
+        _input({"type": "output_text", "text": "hi", "anotations": []}, role="assistant"),
+        "did you mean 'annotations'",
+    ),
+    ("/responses", _input({"type": ["input_text"], "text": "hi"}), "content part type"),
+    ("/responses", _input("just a string"), "content part type"),
 ]
 
 
@@ -242,8 +283,35 @@ def _schema_sets() -> dict[str, frozenset[str]]:
             found |= set(kind.get("enum", [])) | ({kind["const"]} if "const" in kind else set())
         return found
 
+    def properties(node: Any) -> set[str]:
+        node = resolve(node)
+        found = set(node.get("properties", {}))
+        for sub in node.get("allOf", []):
+            found |= properties(sub)
+        return found
+
+    def keys_by_type(nodes: list[Any]) -> dict[str, frozenset[str]]:
+        return {kind: frozenset(properties(n)) for n in nodes for kind in types(n)}
+
+    def part_schemas(content: Any) -> list[Any]:
+        branches = [resolve(content), *resolve(content).get("anyOf", [])]
+        items = [b["items"] for b in branches if isinstance(b, dict) and "items" in b]
+        return [sub for i in items for sub in resolve(i).get("oneOf", resolve(i).get("anyOf", []))]
+
     chat = schemas["ChatRequest"]["properties"]
     responses = schemas["ResponsesRequest"]["properties"]
+    chat_parts = schemas["ChatContentItems"]["discriminator"]["mapping"].values()
+    inputs = [
+        part_schemas(resolve(schemas[name])["properties"]["content"])
+        for name in ("EasyInputMessage", "InputMessageItem")
+    ]
+    assert keys_by_type(inputs[0]) == keys_by_type(inputs[1])
+    output_message = next(
+        item
+        for item in schemas["Inputs"]["anyOf"][1]["items"]["anyOf"]
+        if "allOf" in item and resolve(item["allOf"][0]) is schemas["OutputMessageItem"]
+    )
+    outputs = part_schemas(output_message["allOf"][1]["properties"]["content"])
     return {
         "CHAT_REQUEST_KEYS": frozenset(chat) | known_fields.OPENAI_CHAT_KEYS,
         "RESPONSES_REQUEST_KEYS": frozenset(responses),
@@ -251,6 +319,9 @@ def _schema_sets() -> dict[str, frozenset[str]]:
         "RESPONSES_TOOL_TYPES": frozenset(types(responses["tools"]["items"])),
         "PLUGIN_IDS": frozenset(chat["plugins"]["items"]["discriminator"]["mapping"]),
         "CHAT_PART_TYPES": frozenset(types(schemas["ChatContentItems"])),
+        "CHAT_PART_KEYS": keys_by_type([{"$ref": ref} for ref in chat_parts]),
+        "RESPONSES_INPUT_PART_KEYS": keys_by_type(inputs[0]),
+        "RESPONSES_OUTPUT_PART_KEYS": keys_by_type(outputs),
     }
 
 

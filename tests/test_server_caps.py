@@ -225,3 +225,92 @@ def test_every_prompt_of_the_pipeline_fits_the_instruction_allowance() -> None:
     assert templates
     assert sum(len(t.encode()) for t in templates) <= INSTRUCTION_TOKENS
     assert ModelPrice(prompt=0, completion=0)  # the re-export keeps working
+
+
+LONG_ANSWER = "ø" * 100_000
+"""200 kB for 20 output tokens: as many bytes per token as a tokenizer may make it."""
+REREAD = {
+    "model": "openrouter/fusion",
+    "messages": [{"role": "user", "content": QUESTION}],
+    "tool_choice": "required",
+    "max_tokens": 20,
+    "tools": [{"type": "openrouter:fusion", "parameters": {"max_completion_tokens": 20}}],
+}
+
+
+def test_answers_long_per_token_never_take_a_key_over_its_cap(
+    hostile: HostileOpenAIServer, tmp_path: Path
+) -> None:
+    """The judge and the outer model re-read panel answers the pre-run worst case counts
+    at 20 tokens each; the upstream bills their 200 kB. A run is stopped before the call
+    that would go over what it holds, and 50 racers leave the key under its cap."""
+    cap = ADMITTED * _worst(hostile, tmp_path, REREAD)
+    for model in PANEL:
+        hostile.set_script(model, healthy(reply=LONG_ANSWER))
+    key = ServerKey.model_validate({"name": "team", "key": KEY, "max_tokens": cap})
+    solo = ServerKey.model_validate({"name": "solo", "key": KEY + "-solo"})
+    ring = KeyRing([key, solo])
+    with start(hostile, keys=ring, ledger=SpendLedger(tmp_path / "s.db")) as server:
+        alone = {"authorization": f"Bearer {KEY}-solo"}
+        stopped = httpx.post(f"{server.base_url}/chat/completions", json=REREAD, headers=alone)
+        readers = [r for r in hostile.requests if r.model not in PANEL]
+        billed_alone = hostile.billed_tokens
+        statuses = asyncio.run(_race(server.base_url, REREAD))
+        spent = httpx.get(f"{server.base_url}/key", headers=AUTH).json()["data"]["usage_tokens"]
+    assert stopped.status_code == 402, stopped.text
+    assert "the run was stopped: budget spent" in error_of(stopped)["message"]
+    # The panel answered (billed 20 output tokens each), and no call re-read it after.
+    assert hostile.requests_for(PANEL[0])
+    assert not [r for r in readers if LONG_ANSWER[:1000] in json.dumps(r.body)]
+    assert set(statuses) <= {200, 402}, statuses
+    billed = hostile.billed_tokens - billed_alone
+    assert 0 < billed <= cap
+    assert billed <= spent <= cap
+
+
+def test_the_guard_counts_each_call_from_its_prompt_and_what_was_reported() -> None:
+    from uuid import uuid4
+
+    from langchain_core.outputs import ChatGeneration, LLMResult
+
+    from langchain_fusion.limits import BudgetSpent, SpendGuard
+
+    guard = SpendGuard(tokens=1_000, attempts=1)
+    params = {"model": "m", "max_tokens": 100}
+    first, parent = uuid4(), uuid4()
+    guard.on_chat_model_start(
+        {},
+        [[HumanMessage("x" * 500)]],
+        run_id=first,
+        parent_run_id=parent,
+        invocation_params=params,
+    )
+    with pytest.raises(BudgetSpent):  # 500 + 100 in flight, and 500 + 100 more: over 1 000
+        guard.on_chat_model_start(
+            {},
+            [[HumanMessage("y" * 500)]],
+            run_id=uuid4(),
+            parent_run_id=parent,
+            invocation_params=params,
+        )
+    reply = AIMessage(
+        "ok", usage_metadata={"input_tokens": 50, "output_tokens": 10, "total_tokens": 60}
+    )
+    guard.on_llm_end(LLMResult(generations=[[ChatGeneration(message=reply)]]), run_id=first)
+    # What was reported replaces what was held: the second call fits now.
+    guard.on_chat_model_start(
+        {},
+        [[HumanMessage("y" * 500)]],
+        run_id=uuid4(),
+        parent_run_id=parent,
+        invocation_params=params,
+    )
+    # A prompt of multi-byte text is counted by its bytes, whatever its characters.
+    with pytest.raises(BudgetSpent):
+        guard.on_chat_model_start(
+            {},
+            [[HumanMessage("ø" * 100)]],
+            run_id=uuid4(),
+            parent_run_id=parent,
+            invocation_params=params,
+        )

@@ -33,8 +33,8 @@ from test_server_support import (
     tool_names,
 )
 
-from langchain_fusion._background_server import BackgroundServer
 from langchain_fusion.backends import OpenAICompatibleBackend
+from langchain_fusion.background import BackgroundServer
 from langchain_fusion.contract.presets import PRESETS
 from langchain_fusion.testing import ModelScript, ScriptedOpenAIServer
 
@@ -487,9 +487,9 @@ def test_a_plain_stream_that_fails_midway_ends_with_a_hosted_error_event() -> No
 def test_cache_control_reaches_panel_and_judge_on_an_openrouter_backend(
     scripted_server: ScriptedOpenAIServer,
 ) -> None:
-    # `server_tools=True`: the backend is taken for OpenRouter, which knows cache_control.
+    # `runs_hosted_tools=True`: the backend is taken for OpenRouter, which knows cache_control.
     backend = OpenAICompatibleBackend(
-        base_url=scripted_server.base_url, api_key=SecretStr("sk-x"), server_tools=True
+        base_url=scripted_server.base_url, api_key=SecretStr("sk-x"), runs_hosted_tools=True
     )
     with start(
         scripted_server, model_settings=settings(scripted_server, backend=backend)

@@ -166,14 +166,19 @@ CAPPED_REQUEST: dict[str, Any] = {
 
 @contextlib.contextmanager
 def serve_command(
-    upstream: ScriptedOpenAIServer, *args: str, lines: int = 1
+    upstream: ScriptedOpenAIServer, *args: str, lines: int = 1, tools: bool = False
 ) -> Iterator[tuple[str, str]]:
     """`langchain-fusion serve` on a free port, on `upstream`: its base URL and its first
-    `lines` start-up lines (stderr); stopped with Ctrl-C."""
+    `lines` start-up lines (stderr); stopped with Ctrl-C. `tools` gives the panel and the
+    judge the local research tools (`--no-tools` otherwise)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "FUSION_"))}
     env.update(OPENROUTER_BASE_URL=upstream.base_url, OPENROUTER_API_KEY="sk-or-test-upstream")
     process = subprocess.Popen(
-        [COMMAND, "serve", "--port", "0", "--models", ",".join(PANEL), "--no-tools", *args],
+        [
+            *(COMMAND, "serve", "--port", "0", "--models", ",".join(PANEL)),
+            *([] if tools else ["--no-tools"]),
+            *args,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

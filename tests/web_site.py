@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from langchain_fusion._background_server import BackgroundServer
+from langchain_fusion.background import BackgroundServer
 
 BRAVE_KEY = "test-brave-key"
 PAGE_TITLE = "The Test Page"

@@ -9,6 +9,7 @@ the first outer call (which could only choose the tool) is skipped.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -196,6 +197,8 @@ class ChatFusion(FusionSettings, BaseChatModel):
             "max_invocations": self.max_invocations,
             "anonymize_judge": self.anonymize_judge,
             "research_tools": [tool.name for tool in self.research_tools or ()],
+            # The judge's schema bounds change what it may answer.
+            **({"analysis_limits": asdict(self.analysis_limits)} if self.analysis_limits else {}),
             # A cascade changes what a deliberation answers: part of the cache key.
             **({"cascade": describe_cascade(setup.cascade)} if setup.cascade else {}),
         }

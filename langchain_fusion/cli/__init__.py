@@ -4,15 +4,13 @@
 the answer, the analysis and the usage (`run.py`, `render.py`, `progress.py`);
 `langchain-fusion serve` runs the fusion server (`serve.py`); `langchain-fusion mcp`
 serves fusion to MCP clients (`mcp.py`); `langchain-fusion eval`
-measures fusion against each panelist on your data (`langchain_fusion/eval/cli.py`).
-`app.py` holds the Typer app and the options its commands share.
+measures fusion against each panelist on your data (`langchain_fusion/eval/cli.py`, imported
+only when `eval` is asked for). `app.py` holds the Typer app and the options its commands
+share.
 """
 
 from langchain_fusion.cli import mcp, run, serve
 from langchain_fusion.cli.app import app
-from langchain_fusion.eval.cli import register
-
-register(app)
 
 __all__ = ["app", "main", "mcp", "run", "serve"]
 

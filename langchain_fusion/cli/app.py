@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from contextlib import ExitStack
 from typing import Annotated, Any
@@ -37,16 +38,33 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
 
 
+LAZY_COMMANDS = {"eval": "langchain_fusion.eval.cli"}
+"""Commands whose module is imported only when the command is asked for (or the help
+lists it): the module's `command()` gives the Click command."""
+
+
 class _PromptByDefault(TyperGroup):
     """A group whose default command is `run`: `langchain-fusion "prompt"` needs no verb.
 
     Only a first argument that is exactly a command's name selects that command, so a
-    prompt that merely starts with one (`"serve me a poem"`) is still a prompt.
+    prompt that merely starts with one (`"serve me a poem"`) is still a prompt. The
+    commands of `LAZY_COMMANDS` load on first use (Click's lazy group: `list_commands`,
+    `get_command`), so that a prompt does not import the evaluation harness.
     """
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        known = super().list_commands(ctx)
+        return [*known, *(name for name in LAZY_COMMANDS if name not in known)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            module = importlib.import_module(LAZY_COMMANDS[cmd_name])
+            self.add_command(module.command(), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         """Insert `run` unless the first argument names a command."""
-        if not args or args[0] not in self.commands:
+        if not args or args[0] not in self.list_commands(ctx):
             args = [DEFAULT_COMMAND, *args]
         return super().parse_args(ctx, args)
 

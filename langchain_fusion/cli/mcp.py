@@ -136,7 +136,7 @@ def mcp(
 def _serve_http(server: Any, *, host: str, port: int, err: Console) -> None:
     import uvicorn
 
-    from langchain_fusion._background_server import bind_socket, http_url
+    from langchain_fusion.background import bind_socket, http_url
 
     sock = bind_socket(host, port)
     try:

@@ -30,7 +30,18 @@ EVENT_TYPES: tuple[str, ...] = (
     COMPLETED,
 )
 
+USAGE_FIELD = "usage"
+"""Ours, on `panel.completed`, `panel.failed` (what the seat spent before it failed) and
+`analysis.completed` (the analyst's calls): `{input_tokens, output_tokens, total_tokens,
+cost}`, `cost` in USD where the backend reports it (else None). The hosted events allow
+extra properties; the gateway sends it as is (`cost` left out when unknown)."""
+
 # Ours, beyond the hosted events (a cascade is our extension): the first seats disagreed
 # and the remaining seats are asked. Not sent on the gateway's wire.
 CASCADE_ESCALATED = "fusion_call.cascade.escalated"
-EXTENSION_EVENT_TYPES: tuple[str, ...] = (CASCADE_ESCALATED,)
+PANEL_RESEARCHING = "fusion_call.panel.researching"
+"""Ours: a panelist runs a research step (`model`, `panel_index`, `research`: `{step,
+max_steps, tool_calls: [{name, query}]}`). The hosted stream has no such event type, and
+the official SDKs turn an unknown type into an unknown event: the gateway sends it as an
+empty `panel.reasoning.delta` (`delta: ""`) carrying the same `research` field."""
+EXTENSION_EVENT_TYPES: tuple[str, ...] = (CASCADE_ESCALATED, PANEL_RESEARCHING)

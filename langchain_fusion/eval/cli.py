@@ -1,5 +1,6 @@
 """`langchain-fusion eval`: is fusion worth it for my task? `register(app)` adds the command
-to a Typer app (the main `langchain-fusion` app calls it)."""
+to a Typer app; `command()` is it as a Click command, which the main `langchain-fusion` app
+loads only when `eval` is asked for (or its help is shown)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,13 @@ def _prices(err: Console, path: Path | None) -> dict[str, Any] | None:
     if not isinstance(prices, dict):
         raise _fail(err, f"--prices {path}: expected {{model: {{prompt, completion}}}}")
     return prices
+
+
+def command() -> Any:
+    """The `eval` command on its own, for a Click group that loads its commands lazily."""
+    single = typer.Typer(add_completion=False, rich_markup_mode="markdown")
+    register(single)
+    return typer.main.get_command(single)
 
 
 def register(app: typer.Typer) -> None:

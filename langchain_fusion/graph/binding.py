@@ -20,7 +20,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from langgraph.prebuilt import ToolNode
 
-from langchain_fusion.backends import OpenAICompatibleBackend, runs_server_tools
+from langchain_fusion.backends import OpenAICompatibleBackend, runs_hosted_tools
 from langchain_fusion.contract.errors import describe_error
 from langchain_fusion.contract.parameters import ToolSpec
 
@@ -81,7 +81,7 @@ def bind_panel_tools(
     Runnable[LanguageModelInput, BaseMessage], Runnable[LanguageModelInput, BaseMessage] | None
 ]:
     """(the answering model, the researching model) for one panel seat."""
-    if specs and not local_tools and runs_server_tools(model, backend):
+    if specs and not local_tools and runs_hosted_tools(model, backend):
         # OpenRouter runs its web tools itself, within the one call.
         return _chat_completions(model).bind(tools=_server_tools(specs)), None
     if not local_tools:
@@ -109,7 +109,7 @@ def bind_judge_tools(
         return None
     if local_tools:
         tools: list[dict[str, Any]] = [convert_to_openai_tool(t) for t in local_tools]
-    elif runs_server_tools(judge, backend):
+    elif runs_hosted_tools(judge, backend):
         tools = _server_tools(specs)
         judge = judge.model_copy(update={"use_responses_api": False})  # see _chat_completions
     else:

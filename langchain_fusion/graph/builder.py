@@ -184,8 +184,12 @@ class FusionGraph(FusionCompiled):
 
     @classmethod
     def of(cls, compiled: FusionCompiled, setup: FusionSetup) -> FusionGraph:
-        # The same attributes LangGraph's own `copy` passes to the constructor.
-        attributes = {k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"}
+        # A subclass, not a wrapper: LangGraph's server serves only `Pregel` instances, a
+        # run's stream modes are public only to `Pregel.stream`, and a graph wrapping this
+        # one would hide the panel's events from a caller not streaming subgraphs. Rebuilt
+        # from the compiled graph's attributes exactly as `Pregel.copy` and `with_config`
+        # rebuild any graph (tests/test_fusion_graph.py fails if that ever changes).
+        attributes = {k: v for k, v in vars(compiled).items() if k != "__orig_class__"}
         return cls(setup=setup, **attributes)
 
     def new_context(

@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 
 from langchain_fusion.contract.result import TokenUsage
 from langchain_fusion.graph.setup import FusionSetup
-from langchain_fusion.limits import FusionLimits
+from langchain_fusion.limits import BudgetSpent, FusionLimits
 
-
-class BudgetSpent(Exception):
-    """The run's budget is spent: no new call starts."""
+__all__ = ["Abandon", "BudgetSpent", "FusionContext", "RunClock"]
 
 
 class RunClock:

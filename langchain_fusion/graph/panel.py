@@ -96,7 +96,8 @@ def panelist(task: PanelTask, config: RunnableConfig) -> dict[str, Any]:
     """Ask one panel model, with at most `max_tool_calls` tool steps.
 
     Reads one `PanelTask`. Writes one `panel_outcomes` entry, an answer or a failure.
-    Emits `panel.delta` (when someone listens), then `panel.completed` or `panel.failed`.
+    Emits `panel.delta` (when someone listens), `panel.researching` before each research
+    step, then `panel.completed` or `panel.failed`, each with the seat's `usage`.
     """
     runtime = get_runtime(FusionContext)
     answer = PanelAnswer(runtime.context, runtime.stream_writer, task)
@@ -154,6 +155,7 @@ class PanelAnswer:
                 tool_turn = turn.wants_tools(message) if researching else None
                 if tool_turn is None or tools is None:
                     break
+                self._researching(tool_turn)
                 yield from turn.run_tools(tools, tool_turn)
         except BudgetSpent as spent:
             return self.failed(spent, stopped="budget")
@@ -162,6 +164,16 @@ class PanelAnswer:
                 raise
             return self.failed(error)
         return self.answered(message)
+
+    def _researching(self, tool_turn: Any) -> None:
+        with self.abandon.lock:  # like its tokens: never after this seat's `panel.failed`
+            if not self.abandon.is_set():
+                self.progress.emit(
+                    events.PANEL_RESEARCHING,
+                    model=self.seat.label,
+                    panel_index=self.seat.index,
+                    research=self.turn.step_report(tool_turn),
+                )
 
     def _delta(self, chunk: Any) -> None:
         with self.abandon.lock:  # never after this seat's `panel.failed`
@@ -212,6 +224,7 @@ class PanelAnswer:
                 panel_index=outcome.index,
                 error=outcome.error,
                 status_code=outcome.status_code,
+                usage=outcome.usage.model_dump(),  # what the seat spent before it failed
             )
         return {"panel_outcomes": [outcome]}
 

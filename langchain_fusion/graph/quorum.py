@@ -42,7 +42,7 @@ def conclude(state: FusionState) -> dict[str, Any]:
     """Assemble the contract's result from the panel's outcomes and the judge's verdict.
 
     Reads `panel_outcomes` and `verdict`. Writes `result`. Emits `analysis.completed` (when
-    there is an analysis) and `completed`.
+    there is an analysis, with the analyst's `usage`) and `completed`.
     """
     runtime = get_runtime(FusionContext)
     minimum = runtime.context.setup.limits.min_successful
@@ -50,7 +50,11 @@ def conclude(state: FusionState) -> dict[str, Any]:
     result = with_cascade(result, state, runtime.context.setup)
     progress = Progress(runtime.stream_writer, stream_tokens=runtime.context.stream_tokens)
     if result.analysis is not None:
-        progress.emit(events.ANALYSIS_COMPLETED, analysis=result.analysis.model_dump(mode="json"))
+        progress.emit(
+            events.ANALYSIS_COMPLETED,
+            analysis=result.analysis.model_dump(mode="json"),
+            usage=result.usage.judge.model_dump(),  # the analyst's calls, research included
+        )
     progress.emit(events.COMPLETED, result=result.model_dump(mode="json"))
     return {"result": result}
 

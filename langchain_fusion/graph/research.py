@@ -65,6 +65,17 @@ class ResearchTurn:
         self.transcript.append(turn)
         return turn
 
+    def step_report(self, turn: AIMessage) -> dict[str, Any]:
+        """What a research step is about to run, for the progress stream: the step, and
+        each tool call's name and query (its `query` or `url` argument, cut short)."""
+        return {
+            "step": self.steps,
+            "max_steps": self.max_steps,
+            "tool_calls": [
+                {"name": call["name"], "query": _query_of(call["args"])} for call in turn.tool_calls
+            ],
+        }
+
     def run_tools(self, tools: ToolNode, turn: AIMessage) -> Plan[None]:
         """Run the turn's tool calls; every outcome, failures included, joins the transcript."""
         known = [call for call in turn.tool_calls if call["name"] in tools.tools_by_name]
@@ -79,6 +90,19 @@ class ResearchTurn:
         answered = [by_id[call["id"] or ""] for call in turn.tool_calls]
         self.transcript += answered
         self.sources += sources_of(answered)
+
+
+_QUERY_CHARS = 200
+
+
+def _query_of(args: Any) -> str:
+    """The argument a person reads a tool call by: `query`, `url`, else the first string."""
+    if not isinstance(args, dict):
+        return ""
+    strings = [value for value in args.values() if isinstance(value, str)]
+    value = args.get("query") or args.get("url") or (strings[0] if strings else "")
+    text = str(value)
+    return text if len(text) <= _QUERY_CHARS else text[: _QUERY_CHARS - 1] + "…"
 
 
 def unknown_tool(call: ToolCall, tools: ToolNode) -> ToolMessage:

@@ -22,7 +22,7 @@ from langchain_fusion.backends import (
     OpenAICompatibleBackend,
     model_label,
     resolve_model,
-    runs_server_tools,
+    runs_hosted_tools,
 )
 from langchain_fusion.contract.cascade import Cascade, cascade_from, check_cascade
 from langchain_fusion.contract.parameters import (
@@ -190,7 +190,7 @@ def build_setup(
     run_cascade = check_panel(len(entries), run_limits, cascade)
     specs = params.effective_tools
     # On OpenRouter the hosted web tools run server-side; elsewhere we run stand-ins.
-    server_side = research_tools is None and backend.runs_server_tools
+    server_side = research_tools is None and backend.hosts_tools
     local_tools = [] if server_side else local_research_tools(specs, research_tools)
 
     models = [resolve_model(entry, backend, panel_index=i) for i, entry in enumerate(entries)]
@@ -313,7 +313,7 @@ def _cache_control(
 ) -> CacheControl | None:
     """The contract's `cache_control`, for models on an endpoint that knows it (OpenRouter,
     whose server-side tools other servers do not run either)."""
-    return params.cache_control if runs_server_tools(model, backend) else None
+    return params.cache_control if runs_hosted_tools(model, backend) else None
 
 
 def _completion_limit(params: FusionParameters, entry: ModelLike) -> int | None:
@@ -340,8 +340,11 @@ def _judge_seat(
         reasoning=params.reasoning,
         cache_control=_cache_control(params, model, backend),
     )
-    # The model run inside structured output is named too, so a trace reads `judge`.
-    named = configured.model_copy(update={"name": run_name})
+    # The model run inside structured output is named too, so a trace reads `judge`. Its
+    # call is never streamed (nobody reads the analysis token by token): a streamed
+    # structured call loses the backend's reported cost (langchain-openai's last chunk
+    # keeps only the token counts), and the run's cost with it.
+    named = configured.model_copy(update={"name": run_name, "disable_streaming": True})
     research = bind_judge_tools(configured, schema, specs, local_tools, backend)
     return JudgeSeat(
         label=model_label(model),

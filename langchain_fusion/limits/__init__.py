@@ -1,6 +1,8 @@
-"""Limits of a run: the reliability settings (`FusionLimits`, `ModelPrice`) and the one
-worst-case function every budget check uses (`worst_case`)."""
+"""Limits of a run: the reliability settings (`FusionLimits`, `ModelPrice`), the one
+worst-case function every budget check uses (`worst_case`), and the in-run guard that
+re-counts it from each call's actual prompt (`guard`)."""
 
+from langchain_fusion.limits.guard import BudgetSpent, SpendGuard
 from langchain_fusion.limits.settings import (
     DEFAULT_DEADLINE,
     FusionLimits,
@@ -20,8 +22,10 @@ from langchain_fusion.limits.worst_case import (
 
 __all__ = [
     "DEFAULT_DEADLINE",
+    "BudgetSpent",
     "FusionLimits",
     "ModelPrice",
+    "SpendGuard",
     "WorstCase",
     "call_worst_case",
     "deliberation_worst_case",

@@ -9,8 +9,9 @@ upstream call, and a typo never becomes a paid, silently different request.
   closest valid key ("did you mean").
 - Scalars have their type (`max_tokens: "100"` or `true` is no integer).
 - A misspelt tool type, plugin id or fusion alias is refused with the closest valid one.
-- Messages: a count and size limit (conversion is CPU work on the event loop), content
-  part types of the schema, every assistant tool call answered before the next turn.
+- Messages (and Responses input messages): a count and size limit, content part types
+  of the schema and only their keys ("did you mean"), every assistant tool call
+  answered before the next turn.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from typing import Any
 from langchain_fusion.chat_models import FUSION_ALIASES
 from langchain_fusion.server.errors import GatewayError, invalid
 from langchain_fusion.server.known_fields import (
-    CHAT_PART_TYPES,
+    CHAT_PART_KEYS,
     CHAT_REQUEST_KEYS,
     CHAT_TOOL_TYPES,
     PLUGIN_IDS,
+    RESPONSES_INPUT_PART_KEYS,
+    RESPONSES_OUTPUT_PART_KEYS,
     RESPONSES_REQUEST_KEYS,
     RESPONSES_TOOL_TYPES,
 )
@@ -211,17 +214,7 @@ def _messages(messages: Any) -> None:
         role = message.get("role")
         if role != "tool" and pending:
             raise _unanswered(pending)
-        content = message.get("content")
-        if isinstance(content, list):
-            for position, part in enumerate(content):
-                kind = part.get("type") if isinstance(part, dict) else None
-                if kind not in CHAT_PART_TYPES:
-                    raise _unknown(
-                        "the content part type",
-                        str(kind),
-                        CHAT_PART_TYPES,
-                        f"{where}.content[{position}].type",
-                    )
+        _parts(message.get("content"), CHAT_PART_KEYS, f"{where}.content")
         if role == "assistant":
             for call in message.get("tool_calls") or []:
                 if isinstance(call, dict) and isinstance(call.get("id"), str):
@@ -241,6 +234,32 @@ def _unanswered(pending: Mapping[str, int]) -> GatewayError:
     )
 
 
+def _parts(content: Any, known: Mapping[str, frozenset[str]], where: str) -> None:
+    """Each content part of a message: a type the schema has, and only that type's keys."""
+    if not isinstance(content, list):
+        return
+    for position, part in enumerate(content):
+        at = f"{where}[{position}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if not isinstance(kind, str) or kind not in known:
+            raise _unknown("the content part type", str(kind), known, f"{at}.type")
+        for key in part:
+            if key not in known[kind]:
+                raise _unknown(f"the key of a {kind!r} part", key, known[kind], f"{at}.{key}")
+
+
+_ASSISTANT_PART_KEYS = {**RESPONSES_INPUT_PART_KEYS, **RESPONSES_OUTPUT_PART_KEYS}
+
+
 def _items(items: Any) -> None:
-    if isinstance(items, list):
-        _size(items, "input")
+    if not isinstance(items, list):
+        return
+    _size(items, "input")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue  # the request model says what an item must be
+        if item.get("type", "message" if "role" in item else None) != "message":
+            continue
+        assistant = item.get("role") == "assistant"
+        known = _ASSISTANT_PART_KEYS if assistant else RESPONSES_INPUT_PART_KEYS
+        _parts(item.get("content"), known, f"input[{index}].content")

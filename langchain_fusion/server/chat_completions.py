@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from langchain_fusion.chat_models import FUSION_ALIASES, ChatFusion
+from langchain_fusion.graph.budget import BudgetEstimate
 from langchain_fusion.server import plain
 from langchain_fusion.server.chat_request import ChatCall, ChatCompletionRequest, prepare
 from langchain_fusion.server.errors import GatewayError, from_validation
@@ -36,6 +37,7 @@ from langchain_fusion.server.ledger import Reservation
 from langchain_fusion.server.meter import RunRecorder, Usage
 from langchain_fusion.server.rehydrate import server_tool_record
 from langchain_fusion.server.routing import find_fusion, label, resolve
+from langchain_fusion.server.stream_redaction import redacted_chunks
 from langchain_fusion.server.wire.chat import (
     ChunkWriter,
     completion,
@@ -65,10 +67,14 @@ class _Run:
     requested: list[str]
     extras: dict[str, Any]
     """Top-level fields the hosted API adds (`openrouter_metadata`, when asked for)."""
+    handlers: list[Any]
+    """The run's in-run spend guard (first: a call it refuses is seen by no other
+    handler, so it is not counted in flight), and its LangSmith tracer (through
+    redaction) when tracing is on."""
 
     @property
     def config(self) -> dict[str, Any]:
-        return {"callbacks": [self.recorder, self.names]}
+        return {"callbacks": [*self.handlers, self.recorder, self.names]}
 
 
 async def chat_completions(gateway: Gateway, request: Request) -> Response:
@@ -78,20 +84,25 @@ async def chat_completions(gateway: Gateway, request: Request) -> Response:
     ask = find_fusion(body["model"], body.get("tools"), body.get("plugins"))
     if ask is None:
         return await plain.relay(gateway, request, principal, body)
-    try:
-        parsed = ChatCompletionRequest.model_validate(body)
-    except ValidationError as error:
-        raise from_validation(error) from None
-    call = prepare(parsed, ask)
     deliberation = resolve(ask, gateway.catalog.alias_defaults(ask.alias))
     gateway.policy.check_deliberation(deliberation)
-    worst = gateway.policy.fusion_worst_case(
-        deliberation,
-        call.messages,
-        tools=parsed.function_tools,
-        outer_max_tokens=parsed.output_limit or deliberation.defaults.max_tokens,
-        enabled=call.enabled,
-    )
+
+    def admitted() -> tuple[ChatCompletionRequest, ChatCall, BudgetEstimate]:
+        try:
+            parsed = ChatCompletionRequest.model_validate(body)
+        except ValidationError as error:
+            raise from_validation(error) from None
+        call = prepare(parsed, ask)
+        worst = gateway.policy.fusion_worst_case(
+            deliberation,
+            call.messages,
+            tools=parsed.function_tools,
+            outer_max_tokens=parsed.output_limit or deliberation.defaults.max_tokens,
+            enabled=call.enabled,
+        )
+        return parsed, call, worst
+
+    parsed, call, worst = await gateway.off_loop(request, admitted)
     gateway.policy.check_budget(worst)
     chat = gateway.catalog.chat_for(deliberation, principal.upstream_key)
     reservation = await gateway.reserve(principal, worst)
@@ -113,6 +124,7 @@ async def chat_completions(gateway: Gateway, request: Request) -> Response:
             fusion=True,
             byok=principal.upstream_key is not None,
         ),
+        handlers=[gateway.policy.guard(deliberation, worst), *gateway.tracing.callbacks()],
     )
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if call.stream:
@@ -191,11 +203,13 @@ async def _sse(
         return first + [_event(dump(writer.delta({"content": text}))) for text in held]
 
     try:
-        source = run.chat.astream(
-            run.call.messages,
-            run.config,  # type: ignore[arg-type]
-            stop=run.call.stop,
-            **run.call.kwargs,
+        source = redacted_chunks(  # a secret split over deltas is matched whole
+            run.chat.astream(
+                run.call.messages,
+                run.config,  # type: ignore[arg-type]
+                stop=run.call.stop,
+                **run.call.kwargs,
+            )
         )
         async for piece in with_keepalive(source, gateway.keepalive_s):
             if isinstance(piece, KeepAlive):

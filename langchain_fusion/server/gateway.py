@@ -18,12 +18,14 @@ import httpx
 from starlette.requests import Request
 
 from langchain_fusion.graph.budget import BudgetEstimate
+from langchain_fusion.limits import BudgetSpent
 from langchain_fusion.server.admission import admit, parse_body
 from langchain_fusion.server.catalog import ModelCatalog
 from langchain_fusion.server.errors import GatewayError, upstream_failure
 from langchain_fusion.server.keys import KeyRing, Principal, secrets_of
 from langchain_fusion.server.ledger import Reservation, Spend, SpendLedger
 from langchain_fusion.server.policy import Policy, as_spend
+from langchain_fusion.server.tracing import Tracing
 from langchain_fusion.server.wire.names import ModelDirectory
 
 logger = logging.getLogger("langchain_fusion.server")
@@ -38,7 +40,8 @@ STREAM_BUFFER = 256
 """Events a stream holds for a slow reader before it waits on it."""
 SLOW_READER_S = 30.0
 """Seconds a stream waits on a reader with a full buffer before cutting it off."""
-"""Seconds a client has to send its whole body (an incomplete one holds no connection)."""
+OFF_LOOP_BYTES = 256 * 1024
+"""A body this big is parsed and admitted in a worker thread: the loop serves others."""
 _T = TypeVar("_T")
 
 
@@ -66,6 +69,8 @@ class Gateway:
     body_timeout_s: float = BODY_TIMEOUT_S
     model_names: ModelDirectory = field(default_factory=ModelDirectory)
     """The concrete model behind each configured name, as upstream responses reported it."""
+    tracing: Tracing = field(default_factory=Tracing)
+    """Each run's LangSmith tracer, through redaction (when tracing is on)."""
     _http: httpx.AsyncClient | None = None
 
     def __post_init__(self) -> None:
@@ -88,6 +93,7 @@ class Gateway:
         if self._http is not None:
             await self._http.aclose()
         await self.catalog.aclose()
+        self.tracing.close()
         if self.ledger is not None:
             self.ledger.close()
 
@@ -103,14 +109,26 @@ class Gateway:
         if size and size.isdigit() and int(size) > self.max_body_bytes:
             raise GatewayError(413, f"the request body is over {self.max_body_bytes} bytes")
         raw = await read_limited(request, self.max_body_bytes, self.body_timeout_s)
-        body = parse_body(raw)
         path = request.url.path
-        if path.endswith("/responses"):
-            admit(body, "responses")
-        elif path.endswith("/chat/completions"):
-            admit(body, "chat")
+        route = "responses" if path.endswith("/responses") else "chat"
         # Other routes (`/v1/messages`) admit the Chat Completions request they translate to.
-        return body
+        check = path.endswith(("/responses", "/chat/completions"))
+
+        def admitted() -> dict[str, Any]:
+            body = parse_body(raw)
+            if check:
+                admit(body, route)
+            return body
+
+        request.state.body_bytes = len(raw)
+        return await self.off_loop(request, admitted)
+
+    async def off_loop(self, request: Request, work: Callable[[], _T]) -> _T:
+        """`work()`: here for a small request, in a worker thread for a big one (its
+        parsing, conversion and worst case are CPU the event loop must not wait for)."""
+        if getattr(request.state, "body_bytes", 0) < OFF_LOOP_BYTES:
+            return work()
+        return await anyio.to_thread.run_sync(work)
 
     async def reserve(self, principal: Principal, worst: BudgetEstimate) -> Reservation | None:
         """Check the per-request cap, then hold the worst case on the caller's key (every
@@ -150,11 +168,12 @@ class Gateway:
     def failure(error: BaseException, principal: Principal, what: str) -> GatewayError:
         """An upstream failure as the client will see it (the caller's keys redacted), logged;
         the gateway's own errors (a reader cut off) as they are."""
-        failure = (
-            error
-            if isinstance(error, GatewayError)
-            else upstream_failure(error, secrets=secrets_of(principal))
-        )
+        if isinstance(error, BudgetSpent):  # the in-run guard stopped the run
+            failure = GatewayError(402, f"the run was stopped: {error}")
+        elif isinstance(error, GatewayError):
+            failure = error
+        else:
+            failure = upstream_failure(error, secrets=secrets_of(principal))
         logger.warning("%s failed (key %s): %s", what, principal.name, failure.message)
         return failure
 

@@ -178,14 +178,32 @@ PLUGIN_IDS = frozenset(
 )
 """The `id` of every plugin (ChatRequest.plugins)."""
 
-CHAT_PART_TYPES = frozenset(
-    {
-        "file",
-        "image_url",
-        "input_audio",
-        "input_video",
-        "text",
-        "video_url",
-    }
-)
+CHAT_PART_KEYS: dict[str, frozenset[str]] = {
+    "file": frozenset({"file", "type"}),
+    "image_url": frozenset({"image_url", "type"}),
+    "input_audio": frozenset({"input_audio", "type"}),
+    "input_video": frozenset({"type", "video_url"}),
+    "text": frozenset({"cache_control", "prompt_cache_breakpoint", "text", "type"}),
+    "video_url": frozenset({"type", "video_url"}),
+}
+"""The keys of each content part of a chat message, by its `type` (ChatContentItems)."""
+
+CHAT_PART_TYPES = frozenset(CHAT_PART_KEYS)
 """The `type` of every content part of a chat message (ChatContentItems)."""
+
+RESPONSES_INPUT_PART_KEYS: dict[str, frozenset[str]] = {
+    "input_audio": frozenset({"input_audio", "type"}),
+    "input_file": frozenset({"file_data", "file_id", "file_url", "filename", "type"}),
+    "input_image": frozenset({"detail", "image_url", "type"}),
+    "input_text": frozenset({"prompt_cache_breakpoint", "text", "type"}),
+    "input_video": frozenset({"type", "video_url"}),
+}
+"""The keys of each content part of a Responses input message, by its `type`
+(EasyInputMessage.content, InputMessageItem.content)."""
+
+RESPONSES_OUTPUT_PART_KEYS: dict[str, frozenset[str]] = {
+    "output_text": frozenset({"annotations", "logprobs", "text", "type"}),
+    "refusal": frozenset({"refusal", "type"}),
+}
+"""The keys of each content part an assistant's output message in `input` may carry
+(the output message item of Inputs: ResponseOutputText, OpenAIResponsesRefusalContent)."""

@@ -31,6 +31,7 @@ from langchain_fusion.server.gateway import Gateway, KeepAlive, with_keepalive
 from langchain_fusion.server.messages_request import as_chat_request
 from langchain_fusion.server.meter import RunRecorder, Usage
 from langchain_fusion.server.routing import find_fusion, label, resolve
+from langchain_fusion.server.stream_redaction import redacted_chunks
 from langchain_fusion.server.wire import messages as wire
 from langchain_fusion.server.wire.errors import with_availability
 from langchain_fusion.server.wire.names import ConcreteNames
@@ -90,7 +91,8 @@ async def _messages(gateway: Gateway, request: Request) -> Response:
     kwargs: dict[str, Any] = dict(call.kwargs)
     gateway.policy.check_budget(worst)
     reservation = await gateway.reserve(principal, worst)
-    config: Any = {"callbacks": [recorder, names]}
+    guard = gateway.policy.guard(deliberation, worst)  # first: see chat_completions._Run
+    config: Any = {"callbacks": [guard, recorder, names, *gateway.tracing.callbacks()]}
     ident = f"msg_{uuid.uuid4().hex}"
 
     def spend(final: BaseMessage | None = None) -> Any:
@@ -176,7 +178,7 @@ async def _stream(
         )
         return out
 
-    source = runnable.astream(call.messages, config, stop=call.stop, **kwargs)
+    source = redacted_chunks(runnable.astream(call.messages, config, stop=call.stop, **kwargs))
     async for piece in with_keepalive(source, gateway.keepalive_s):
         if isinstance(piece, KeepAlive):
             yield wire.event("ping")

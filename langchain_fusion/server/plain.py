@@ -25,6 +25,7 @@ from langchain_fusion.server.gateway import SSE_HEADERS, ClientGone, Gateway, un
 from langchain_fusion.server.keys import Principal, secrets_of
 from langchain_fusion.server.ledger import Reservation, Spend
 from langchain_fusion.server.policy import ASSUMED_OUTPUT_TOKENS, plain_prompt_tokens
+from langchain_fusion.server.stream_redaction import RelayRedactor
 from langchain_fusion.server.wire.chat import ChunkWriter
 
 logger = logging.getLogger("langchain_fusion.server")
@@ -118,8 +119,11 @@ async def _relay_stream(
 ) -> AsyncIterator[bytes]:
     """The backend's SSE lines as they come; the usage read on the way."""
     usage: Any = None
+    redactor = RelayRedactor()  # a secret split over chunks is matched whole
     try:
         async for line in response.aiter_lines():
+            if line.startswith("data: [DONE]") and (rest := redactor.rest()) is not None:
+                yield f"data: {json.dumps(rest)}\n\n".encode()
             if line.startswith("data: {"):
                 try:
                     chunk = json.loads(line[6:])
@@ -134,6 +138,10 @@ async def _relay_stream(
                     )
                     yield f"data: {json.dumps(writer.error(failure))}\n\n".encode()
                     return
+                if isinstance(chunk, dict) and chunk.get("choices"):
+                    redacted = redactor.chunk(chunk)
+                    if redacted != chunk:
+                        chunk, line = redacted, "data: " + json.dumps(redacted)
                 if isinstance(chunk, dict) and any(chunk.get(k, 0) is None for k in _ABSENT):
                     # OpenAI's nulls, where the hosted chunk has a value or no field.
                     chunk = {k: v for k, v in chunk.items() if k not in _ABSENT or v is not None}

@@ -39,7 +39,7 @@ from langchain_fusion.graph.budget import (
     check_budget,
     estimate_budget,
 )
-from langchain_fusion.limits import FusionLimits, ModelPrice
+from langchain_fusion.limits import FusionLimits, ModelPrice, SpendGuard
 from langchain_fusion.limits.worst_case import (
     call_worst_case,
     message_tokens,
@@ -228,6 +228,18 @@ class Policy:
             )
         )
         return total(parts)
+
+    def guard(self, deliberation: Deliberation, worst: BudgetEstimate) -> SpendGuard:
+        """The in-run guard of a fusion run that holds `worst` (`limits/guard.py`): each
+        call is counted again from its actual prompt as it starts, so that what a stage
+        re-reads cannot take the run over what it reserved."""
+        return SpendGuard(
+            tokens=worst.total_tokens,
+            usd=worst.cost,
+            prices=dict(self.prices),
+            default_output=ASSUMED_OUTPUT_TOKENS,
+            attempts=1 + _retries(deliberation),
+        )
 
     def call_worst_case(
         self, model: str, prompt_tokens: int, output_tokens: int, *, n: int = 1, attempts: int = 1

@@ -12,8 +12,9 @@ upstream key, the server key it presented). Three places see everything that lea
 
 A secret is matched by value, in the forms a body can carry it (as is, JSON-escaped,
 URL-encoded); anything shaped like an API key is removed too, as a second net.
-A secret the upstream spreads over several streamed tokens is model output, not a
-contiguous string: it cannot be matched, and is not claimed to be.
+Streamed text (token deltas) is redacted by `StreamRedactor` before its events are built:
+each stream holds back only a tail that could still begin a secret (or a key-shaped
+string), so a secret split over two deltas is matched once its end arrives.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import re
 import threading
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, MutableMapping
+from typing import Any, Generic, TypeVar
 
 REDACTED = "[redacted]"
 MIN_SECRET_CHARS = 6
@@ -35,6 +36,11 @@ MIN_SECRET_CHARS = 6
 # Anything shaped like an API key (OpenAI, OpenRouter, Anthropic, ours): an upstream error
 # may quote the key it was sent, and a client must never read it back from us.
 KEY_LIKE = re.compile(r"\b(?:sk|rk|pk|or|fs)-[A-Za-z0-9_\-]{12,}")
+# The start of a key-shaped string that the next piece of a stream could complete.
+_OPEN_KEY = re.compile(r"\b(?:(?:sk|rk|pk|or|fs)-[A-Za-z0-9_\-]*|sk|rk|pk|or|fs|[srpof])\Z")
+_KEY_CHARS = re.compile(r"[A-Za-z0-9_\-]*")
+MAX_HELD_CHARS = 4096
+"""A stream holds back no more than this: a longer key-shaped run is redacted at once."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -60,6 +66,9 @@ class Secrets:
         self._fixed: set[str] = set()
         self._in_flight: Counter[str] = Counter()
         self._pattern: re.Pattern[str] | None = None
+        self._prefixes: frozenset[str] = frozenset()
+        """Every proper prefix of every form: what a stream's tail must not end with."""
+        self._longest = 0
 
     def add(self, *values: str | None) -> None:
         """Configured secrets, redacted for the life of the process."""
@@ -90,7 +99,33 @@ class Secrets:
                 if forms:
                     ordered = sorted(forms, key=len, reverse=True)
                     self._pattern = re.compile("|".join(map(re.escape, ordered)))
+                self._prefixes = frozenset(f[:k] for f in forms for k in range(1, len(f)))
+                self._longest = max(map(len, forms), default=0)
             return self._pattern
+
+    def split_stream(self, text: str) -> tuple[str, str]:
+        """`text` (a stream's pending text) as (its redacted part no later piece can
+        change, the raw rest to hold until more arrives). Held: the shortest tail that
+        is still the start of a secret or of a key-shaped string; a match that begins
+        before the cut is whole in `text` (it would be held otherwise), so it is redacted.
+        """
+        pattern = self.pattern()
+        with self._lock:
+            prefixes, longest = self._prefixes, self._longest
+        cut = len(text)
+        for start in range(max(0, len(text) - longest + 1), len(text)):
+            if text[start:] in prefixes:
+                cut = start
+                break
+        if (opened := _OPEN_KEY.search(text)) is not None:
+            cut = min(cut, opened.start())
+        spans = [(m.start(), m.end()) for m in KEY_LIKE.finditer(text) if m.end() < len(text)]
+        if pattern is not None:
+            spans += [(m.start(), m.end()) for m in pattern.finditer(text)]
+        for start, end in sorted(spans):
+            if start < cut:
+                cut = max(cut, end)
+        return self.redact(text[:cut]), text[cut:]
 
     def redact(self, text: str, extra: Iterable[str] = ()) -> str:
         """`text` without any known secret (nor `extra`), nor anything key-shaped."""
@@ -113,6 +148,52 @@ class Secrets:
 
 SECRETS = Secrets()
 """The process's secrets: logging is process-wide, so the registry is too."""
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+class StreamRedactor(Generic[K]):
+    """Redaction of text that arrives in pieces, for each of the streams of one response
+    (a panelist's deltas, the answer's): `feed` gives what can go out now, `flush` the
+    rest when the stream ends. What goes out, concatenated, holds no secret even when a
+    secret spans pieces: only a tail that could still begin one is held back, so the
+    stream stays live (a tail that starts no secret goes out at once)."""
+
+    def __init__(self, secrets: Secrets = SECRETS) -> None:
+        self.secrets = secrets
+        self._held: dict[K, str] = {}
+        self._swallowing: set[K] = set()
+        """Streams inside a key-shaped run too long to hold: its rest is dropped."""
+
+    def feed(self, stream: K, text: str) -> str:
+        pending = self._swallow(stream, self._held.pop(stream, "") + text)
+        safe, held = self.secrets.split_stream(pending)
+        if len(held) > MAX_HELD_CHARS:  # only a key-shaped run grows so: redact it now
+            safe, held = safe + self.secrets.redact(held), ""
+            self._swallowing.add(stream)
+        if held:
+            self._held[stream] = held
+        return safe
+
+    def flush(self, stream: K) -> str:
+        """The rest of `stream`, redacted: it has ended."""
+        rest = self._swallow(stream, self._held.pop(stream, ""))
+        self._swallowing.discard(stream)
+        return self.secrets.redact(rest)
+
+    def holding(self) -> list[K]:
+        """The streams with text held back."""
+        return list(self._held)
+
+    def _swallow(self, stream: K, text: str) -> str:
+        if stream not in self._swallowing:
+            return text
+        run = _KEY_CHARS.match(text)
+        rest = text[run.end() if run else 0 :]
+        if rest:
+            self._swallowing.discard(stream)
+        return rest
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -33,7 +33,8 @@ from langchain_fusion.server.meter import FusionCall, RunRecorder, Usage, messag
 from langchain_fusion.server.policy import ASSUMED_OUTPUT_TOKENS, plain_prompt_tokens
 from langchain_fusion.server.responses_events import ResponseWriter
 from langchain_fusion.server.responses_request import ResponsesCall, ResponsesRequest, prepare
-from langchain_fusion.server.routing import find_fusion, label, resolve
+from langchain_fusion.server.routing import FusionAsk, find_fusion, label, resolve
+from langchain_fusion.server.stream_redaction import redacted_events
 from langchain_fusion.server.wire.errors import with_availability
 from langchain_fusion.server.wire.items import fusion_item, pending_item
 from langchain_fusion.server.wire.metadata import with_metadata
@@ -68,10 +69,14 @@ class _Run:
     """The outer model as configured: the response names its concrete model."""
     requested: list[str]
     """Every model the request asked for (a failure's `availability` lists them)."""
+    handlers: list[Any]
+    """A fusion run's in-run spend guard (first: a call it refuses is seen by no other
+    handler, so it is not counted in flight), and its LangSmith tracer (through
+    redaction) when tracing is on."""
 
     @property
     def config(self) -> RunnableConfig:
-        return {"callbacks": [self.recorder, self.names]}
+        return {"callbacks": [*self.handlers, self.recorder, self.names]}
 
     def spend(self, final: BaseMessage | None) -> Spend:
         if self.plain_model is None:
@@ -85,12 +90,16 @@ async def responses(gateway: Gateway, request: Request) -> Response:
     """Validate, check the policy, hold the worst case, then answer or stream."""
     principal = gateway.authenticate(request)
     body = await gateway.read_json(request)
-    try:
-        parsed = ResponsesRequest.model_validate(body)
-    except ValidationError as error:
-        raise from_validation(error) from None
-    ask = find_fusion(parsed.model, parsed.tools, parsed.plugins)
-    call = prepare(parsed, fusion_enabled=ask.enabled if ask is not None else True)
+
+    def admitted() -> tuple[ResponsesRequest, FusionAsk | None, ResponsesCall]:
+        try:
+            parsed = ResponsesRequest.model_validate(body)
+        except ValidationError as error:
+            raise from_validation(error) from None
+        ask = find_fusion(parsed.model, parsed.tools, parsed.plugins)
+        return parsed, ask, prepare(parsed, fusion_enabled=ask.enabled if ask else True)
+
+    parsed, ask, call = await gateway.off_loop(request, admitted)
     outer_label = parsed.model
     worst: BudgetEstimate
     runnable: Runnable[LanguageModelInput, BaseMessage]
@@ -133,6 +142,10 @@ async def responses(gateway: Gateway, request: Request) -> Response:
         names=ConcreteNames(gateway.model_names),
         outer=outer_label,
         requested=requested,
+        handlers=[
+            *([] if ask is None else [gateway.policy.guard(deliberation, worst)]),
+            *gateway.tracing.callbacks(),
+        ],
     )
     response = new_response(parsed.model_dump(), outer_label)
     metadata = with_metadata(
@@ -207,8 +220,8 @@ async def _stream(
     final: BaseMessage | None = None
     recorder = run.recorder
     try:
-        source = run.runnable.astream_events(
-            run.call.messages, run.config, version="v2", **run.kwargs
+        source = redacted_events(  # a secret split over deltas is matched whole
+            run.runnable.astream_events(run.call.messages, run.config, version="v2", **run.kwargs)
         )
         async for event in with_keepalive(source, gateway.keepalive_s):
             if isinstance(event, KeepAlive):

@@ -6,7 +6,8 @@ the stream announced), and the open message. The fusion progress events go out a
 hosted `response.fusion_call.*` events (`wire/events.py`), each naming a panelist by its
 concrete model: an event that would name a panelist before its concrete name is known
 (its first upstream token reports it) waits for it, so that one panelist has one name in
-the whole stream.
+the whole stream. Our `panel.researching` goes out as an empty `panel.reasoning.delta`
+with its `research` field: the hosted stream has no event type for it.
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ class ResponseWriter:
     ) -> list[ServerSentEvent]:
         """A contract progress event as the hosted `response.<type>` event, sent once the
         model it names has its concrete name (earlier events of that seat wait for it)."""
+        if kind == contract_events.PANEL_RESEARCHING:  # ours: see contract/events.py
+            kind, data = contract_events.PANEL_REASONING_DELTA, {**data, "delta": ""}
         if kind not in FUSION_EVENTS or run not in self._fusion:
             return []
         fields = {k: v for k, v in data.items() if v is not None}

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import uvicorn
 from starlette.applications import Starlette
 
-from langchain_fusion._background_server import BackgroundServer, bind_socket, http_url
+from langchain_fusion.background import BackgroundServer, bind_socket, http_url
 
 WORKER_FACTORY = "langchain_fusion.server.config:app_from_environment"
 

@@ -9,6 +9,8 @@ forgiving fake does not.
   definitions, the response format), which no byte-level BPE tokenizer exceeds; a CJK
   character is three tokens, not a quarter.
 - It bills `n`: the completion is written `n` times, and charged so.
+- With `chunk_chars=k` it streams text in deltas of at most k characters, as a tokenizer
+  splits a long word: a key its answer quotes spans several chunks.
 
 Use it as `ScriptedOpenAIServer` (same scripts, same request log); tests of caps and of
 redaction run against it, so that a gateway's estimate is checked against a pessimistic
@@ -58,9 +60,12 @@ class HostileOpenAIServer(ScriptedOpenAIServer):
     counts bytes and `n` (see the module's docstring). `billed_tokens` is what it has
     charged so far, as a provider's invoice would say."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, chunk_chars: int | None = None, **kwargs: Any) -> None:
+        if chunk_chars is not None and chunk_chars < 1:
+            raise ValueError("chunk_chars must be >= 1 (or None for whole tokens)")
         super().__init__(*args, **kwargs)
         self._billed: list[int] = []
+        self.chunk_chars = chunk_chars
 
     @property
     def billed_tokens(self) -> int:
@@ -80,6 +85,8 @@ class HostileOpenAIServer(ScriptedOpenAIServer):
             billed = self._bill(entry, plan)
             with self._lock:
                 self._billed.append(billed)
+            if self.chunk_chars is not None:
+                plan.events = _split_deltas(plan.events, self.chunk_chars)
         return super()._playback(entry, plan)
 
     @staticmethod
@@ -151,3 +158,26 @@ class HostileOpenAIServer(ScriptedOpenAIServer):
                     for name, value in plan.headers
                 ]
         return prompt + completion
+
+
+def _split_deltas(events: list[tuple[float, bytes]], size: int) -> list[tuple[float, bytes]]:
+    """Each streamed chunk whose text delta is over `size` characters as several chunks."""
+    out: list[tuple[float, bytes]] = []
+    for delay, data in events:
+        try:
+            payload = json.loads(data[len(b"data: ") :]) if data.startswith(b"data: {") else None
+        except ValueError:
+            payload = None
+        choices = payload.get("choices") if isinstance(payload, dict) else None
+        delta = choices[0].get("delta") if choices and isinstance(choices[0], dict) else None
+        text = delta.get("content") if isinstance(delta, dict) else None
+        if not isinstance(text, str) or len(text) <= size:
+            out.append((delay, data))
+            continue
+        assert isinstance(payload, dict)
+        assert isinstance(choices, list)
+        assert isinstance(delta, dict)
+        for start in range(0, len(text), size):
+            piece = {**choices[0], "delta": {**delta, "content": text[start : start + size]}}
+            out.append((delay if start == 0 else 0.0, sse({**payload, "choices": [piece]})))
+    return out

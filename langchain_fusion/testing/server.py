@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from langchain_fusion._background_server import BackgroundServer
+from langchain_fusion.background import BackgroundServer
 from langchain_fusion.testing.completions import plan_completion
 from langchain_fusion.testing.playback import Plan, Playback, error_plan, json_plan, refusal_plan
 from langchain_fusion.testing.script import (

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
+from pydantic import ConfigDict
 from sse_starlette import ServerSentEvent
 
 from langchain_fusion.server.wire.base import WireModel
@@ -97,6 +98,36 @@ class FusionEvent(Event):
     output_index: int
 
 
+class EventUsage(WireModel):
+    """Ours (the hosted events allow extra properties): what one panelist, or the analyst,
+    spent; `cost` in USD, when the backend reported it. A field it does not know is left
+    out rather than losing the event."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cost: float | None = None
+
+
+class ResearchToolCall(WireModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    query: str
+
+
+class ResearchStep(WireModel):
+    """Ours: the research step a panelist is about to run (see `PanelReasoningDelta`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    step: int
+    max_steps: int
+    tool_calls: list[ResearchToolCall]
+
+
 class FusionInProgress(FusionEvent):
     type: Literal["response.fusion_call.in_progress"] = "response.fusion_call.in_progress"
 
@@ -113,17 +144,21 @@ class PanelDelta(FusionEvent):
 
 
 class PanelReasoningDelta(FusionEvent):
+    """With `research` (ours), an empty delta: the panelist runs a research step."""
+
     type: Literal["response.fusion_call.panel.reasoning.delta"] = (
         "response.fusion_call.panel.reasoning.delta"
     )
     model: str
     delta: str
+    research: ResearchStep | None = None
 
 
 class PanelCompleted(FusionEvent):
     type: Literal["response.fusion_call.panel.completed"] = "response.fusion_call.panel.completed"
     model: str
     content: str
+    usage: EventUsage | None = None
 
 
 class PanelFailed(FusionEvent):
@@ -131,6 +166,7 @@ class PanelFailed(FusionEvent):
     model: str
     error: str
     status_code: int | None = None
+    usage: EventUsage | None = None
 
 
 class AnalysisInProgress(FusionEvent):
@@ -148,6 +184,7 @@ class AnalysisCompleted(FusionEvent):
         "response.fusion_call.analysis.completed"
     )
     analysis: dict[str, Any]
+    usage: EventUsage | None = None
 
 
 class FusionCompleted(FusionEvent):

@@ -3,6 +3,7 @@
 
 import { Column, STATES, el, list, str, throttled } from "./column.js";
 import { link, renderMarkdown, safeUrl } from "./markdown.js";
+import { renderUsage } from "./usage.js";
 
 const F = "response.fusion_call.";
 const SECTIONS = [
@@ -13,11 +14,6 @@ const SECTIONS = [
   ["blind_spots", "Blind spots", "What every answer missed"],
 ];
 
-export function money(usd) {
-  if (typeof usd !== "number") return "";
-  return usd >= 0.01 ? `$${usd.toFixed(2)}` : `$${usd.toPrecision(2)}`;
-}
-
 export class RunView {
   constructor(root) {
     this.root = root;
@@ -26,6 +22,7 @@ export class RunView {
     this.analyst = "";
     this.answer = "";
     this.usage = null;
+    this.analysisUsage = null;
     this.item = null;
     this.error = "";
     this.model = "";
@@ -36,7 +33,7 @@ export class RunView {
     this.answerEl.setAttribute("aria-busy", "true");
     this.analysisEl.replaceChildren(el("p", "pending", "The analysis follows the panel's answers."));
     this.answerEl.replaceChildren(el("p", "pending", "The answer follows the analysis."));
-    root.querySelector("#usage").textContent = "";
+    root.querySelector("#usage").replaceChildren();
     root.querySelector("#sources").replaceChildren();
     this.paintAnswer = throttled(() => {
       if (this.answer) this.answerEl.replaceChildren(renderMarkdown(this.answer));
@@ -74,10 +71,14 @@ export class RunView {
     const type = str(event.type);
     if (type === `${F}in_progress`) this.status("The panel is answering…");
     else if (type === `${F}panel.added`) this.column(event.model);
-    else if (type === `${F}panel.reasoning.delta`) {
+    else if (type === `${F}panel.reasoning.delta` && event.research && typeof event.research === "object") {
+      const column = this.column(event.model); // ours: a research step, its delta empty
+      column.research.push(event.research);
+      if (column.live) column.set(STATES.researching);
+    } else if (type === `${F}panel.reasoning.delta`) {
       const column = this.column(event.model);
       column.reasoning += str(event.delta);
-      if (column.state === STATES.waiting) column.set(STATES.reasoning);
+      if ([STATES.waiting, STATES.researching].includes(column.state)) column.set(STATES.reasoning);
       column.paint();
     } else if (type === `${F}panel.delta`) {
       const column = this.column(event.model);
@@ -87,11 +88,13 @@ export class RunView {
     } else if (type === `${F}panel.completed`) {
       const column = this.column(event.model);
       if (typeof event.content === "string") column.content = event.content;
+      column.usage = usageOf(event.usage) ?? column.usage;
       column.set(STATES.done);
     } else if (type === `${F}panel.failed`) {
       const column = this.column(event.model);
       column.error = str(event.error) || "failed";
       column.statusCode = event.status_code ?? null;
+      column.usage = usageOf(event.usage) ?? column.usage;
       column.set(STATES.failed);
     } else if (type === `${F}analysis.in_progress`) {
       this.analyst = str(event.analyst_model || event.judge_model);
@@ -100,6 +103,7 @@ export class RunView {
       this.analysisEl.replaceChildren(el("p", "pending", "Comparing the answers…"));
     } else if (type === `${F}analysis.completed`) {
       this.analysis = event.analysis && typeof event.analysis === "object" ? event.analysis : null;
+      this.analysisUsage = usageOf(event.usage);
       this.renderAnalysis();
     } else if (type === `${F}completed`) this.status("Writing the answer…");
     else if (type === "response.output_item.done" && event.item?.type === "openrouter:fusion") {
@@ -246,22 +250,11 @@ export class RunView {
   }
 
   renderUsage() {
-    const u = this.usage;
-    const box = this.root.querySelector("#usage");
-    if (!u) {
-      box.textContent = "";
-      return;
-    }
-    const parts = [
-      `${u.input_tokens ?? "?"} in`,
-      `${u.output_tokens ?? "?"} out`,
-      `${u.total_tokens ?? "?"} tokens in all (panel, analyst and answer)`,
-    ];
-    if (typeof u.cost === "number") parts.push(money(u.cost));
-    const panelists = [...this.columns.values()];
-    const answered = panelists.filter((c) => c.state === STATES.done).length;
-    parts.push(`${answered} of ${panelists.length} panelists answered`);
-    box.textContent = parts.join(" · ");
+    renderUsage(this.root.querySelector("#usage"), {
+      columns: [...this.columns.values()],
+      analysis: this.analysisUsage,
+      total: usageOf(this.usage),
+    });
   }
 
   finish(message, state = "done") {
@@ -296,6 +289,7 @@ export class RunView {
       analysis: this.analysis,
       answer: this.answer,
       usage: this.usage,
+      analysisUsage: this.analysisUsage,
       item: this.item,
       error: this.error,
       model: this.model,
@@ -311,6 +305,8 @@ export class RunView {
       column.statusCode = c.statusCode ?? null;
       column.state = STATES[c.state] || STATES.done;
       column.ms = c.ms ?? 0;
+      column.usage = usageOf(c.usage);
+      column.research = list(c.research);
       column.render();
     }
     view.analyst = str(saved.analyst);
@@ -320,6 +316,7 @@ export class RunView {
     if (view.analysis) view.renderAnalysis();
     view.answer = str(saved.answer);
     view.usage = saved.usage || null;
+    view.analysisUsage = usageOf(saved.analysisUsage);
     view.model = str(saved.model);
     view.error = str(saved.error);
     view.finish(
@@ -328,4 +325,11 @@ export class RunView {
     );
     return view;
   }
+}
+
+/** A usage object as the page reads it (tokens as numbers), or null. */
+function usageOf(value) {
+  if (!value || typeof value !== "object" || typeof value.total_tokens !== "number") return null;
+  const { input_tokens, output_tokens, total_tokens, cost } = value;
+  return { input_tokens, output_tokens, total_tokens, cost: typeof cost === "number" ? cost : null };
 }

@@ -10,16 +10,16 @@ Ready LangChain chat models of any provider can stand in for any slug.
 from __future__ import annotations
 
 import threading
+import warnings
 from typing import Any
 
-import openai
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessageChunk
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.utils import from_env, secret_from_env
-from langchain_openai import ChatOpenAI
 from langchain_openai.chat_models.base import BaseChatOpenAI
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+
+from langchain_fusion.backends.chat_model import ChatOpenAICompatible
+from langchain_fusion.backends.tap import tapped_async_http_client, tapped_http_client
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 DEPTH_HEADER = "x-openrouter-fusion-depth"
@@ -28,69 +28,19 @@ DEFAULT_TIMEOUT = 120.0
 """Seconds per inner call. The OpenAI client's own default (ten minutes) is too long."""
 DEFAULT_MAX_RETRIES = 2
 
-
-class ChatOpenAICompatible(ChatOpenAI):
-    """`ChatOpenAI` that also surfaces what OpenRouter adds to a chat completion.
-
-    The cost (`usage.cost`, USD) lands in `response_metadata["cost"]`, and the pages its
-    server-side web tools read (`message.annotations` of type `url_citation`) in
-    `response_metadata["annotations"]`, for `invoke` and `stream` alike.
-    """
-
-    def _create_chat_result(
-        self, response: Any, generation_info: dict[str, Any] | None = None
-    ) -> ChatResult:
-        result = super()._create_chat_result(response, generation_info)
-        usage = (
-            response.get("usage")
-            if isinstance(response, dict)
-            else getattr(response, "usage", None)
-        )
-        cost = _cost_of(usage)
-        choices = response.get("choices") if isinstance(response, dict) else None
-        if choices is None:
-            choices = [c.model_dump() for c in getattr(response, "choices", None) or []]
-        for generation, choice in zip(result.generations, choices, strict=False):
-            if cost is not None:
-                generation.message.response_metadata["cost"] = cost
-            if annotations := (choice.get("message") or {}).get("annotations"):
-                generation.message.response_metadata["annotations"] = annotations
-        return result
-
-    def _convert_chunk_to_generation_chunk(
-        self,
-        chunk: dict[str, Any],
-        default_chunk_class: type,
-        base_generation_info: dict[str, Any] | None,
-    ) -> ChatGenerationChunk | None:
-        generation = super()._convert_chunk_to_generation_chunk(
-            chunk, default_chunk_class, base_generation_info
-        )
-        if generation is None or not isinstance(generation.message, AIMessageChunk):
-            return generation
-        metadata = generation.message.response_metadata
-        cost = _cost_of(chunk.get("usage"))
-        if cost is not None:
-            metadata["cost"] = cost
-        for choice in chunk.get("choices") or []:
-            if annotations := (choice.get("delta") or {}).get("annotations"):
-                metadata["annotations"] = annotations
-        return generation
-
-    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
-        params = super()._get_ls_params(stop=stop, **kwargs)
-        if self.openai_api_base and "openrouter.ai" in self.openai_api_base:
-            params["ls_provider"] = "openrouter"
-        return params
-
-
-def _cost_of(usage: Any) -> float | None:
-    if usage is None:
-        return None
-    if not isinstance(usage, dict):
-        usage = getattr(usage, "model_extra", None) or {}
-    cost = usage.get("cost")
-    return float(cost) if isinstance(cost, (int, float)) else None
+__all__ = [
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "DEPTH_HEADER",
+    "OPENROUTER_BASE_URL",
+    "ChatOpenAICompatible",
+    "ModelLike",
+    "OpenAICompatibleBackend",
+    "model_label",
+    "resolve_model",
+    "runs_hosted_tools",
+    "runs_server_tools",
+]
 
 
 class OpenAICompatibleBackend(BaseModel):
@@ -115,17 +65,42 @@ class OpenAICompatibleBackend(BaseModel):
     seed_per_panelist: bool = False
     """Give panel entry *i* the seed *i*: a panel of one local model repeated then gives
     different, repeatable answers."""
-    server_tools: bool | None = None
-    """Whether the endpoint runs `openrouter:*` tools itself. None: only openrouter.ai."""
+    runs_hosted_tools: bool | None = None
+    """Whether the endpoint runs the hosted web tools (`openrouter:*`) itself. None: only
+    openrouter.ai does. (Formerly `server_tools`, a word that elsewhere means the hosted
+    tool specs a call asks for.)"""
     model_settings: dict[str, Any] = Field(default_factory=dict)
     """Extra `ChatOpenAI` fields for every model of this backend (e.g. `frequency_penalty`)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_fields(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "server_tools" in values:
+            _deprecated("OpenAICompatibleBackend(server_tools=...)", "runs_hosted_tools=...")
+            values = {k: v for k, v in values.items() if k != "server_tools"} | {
+                "runs_hosted_tools": values["server_tools"]
+            }
+        return values
+
+    @property
+    def hosts_tools(self) -> bool:
+        """Whether this endpoint runs the hosted web tools (`openrouter:*`) itself:
+        `runs_hosted_tools`, or when unset whether it is openrouter.ai."""
+        if self.runs_hosted_tools is not None:
+            return self.runs_hosted_tools
+        return "openrouter.ai" in self.base_url
+
+    @property
+    def server_tools(self) -> bool | None:
+        """Deprecated: `runs_hosted_tools`."""
+        _deprecated("OpenAICompatibleBackend.server_tools", "runs_hosted_tools")
+        return self.runs_hosted_tools
+
     @property
     def runs_server_tools(self) -> bool:
-        """Whether this endpoint runs the hosted web tools (`openrouter:*`) itself."""
-        if self.server_tools is not None:
-            return self.server_tools
-        return "openrouter.ai" in self.base_url
+        """Deprecated: `hosts_tools`."""
+        _deprecated("OpenAICompatibleBackend.runs_server_tools", "hosts_tools")
+        return self.hosts_tools
 
     def chat_model(self, slug: str, *, panel_index: int | None = None) -> BaseChatModel:
         """The chat model for `slug` on this backend."""
@@ -146,11 +121,10 @@ class OpenAICompatibleBackend(BaseModel):
     def _client(self, kind: str) -> Any:
         with self._lock:
             if kind not in self._clients:
-                factory = (
-                    openai.DefaultHttpxClient if kind == "sync" else openai.DefaultAsyncHttpxClient
-                )
+                factory = tapped_http_client if kind == "sync" else tapped_async_http_client
                 # The OpenAI SDK's own client settings (its pool limits, redirects), with the
-                # backend's timeout applied per request by the SDK.
+                # backend's timeout applied per request by the SDK, on a transport that
+                # reads OpenRouter's extra fields (`backends/tap.py`).
                 self._clients[kind] = factory()
             return self._clients[kind]
 
@@ -182,14 +156,29 @@ def resolve_model(
     return backend.chat_model(model, panel_index=panel_index)
 
 
-def runs_server_tools(model: BaseChatModel, backend: OpenAICompatibleBackend) -> bool:
+def runs_hosted_tools(model: BaseChatModel, backend: OpenAICompatibleBackend) -> bool:
     """Whether `model`'s endpoint runs the hosted web tools (`openrouter:*`) itself."""
     if not isinstance(model, BaseChatOpenAI):
         return False
     base = model.openai_api_base or ""
     if base.rstrip("/") == backend.base_url.rstrip("/"):
-        return backend.runs_server_tools
+        return backend.hosts_tools
     return "openrouter.ai" in base
+
+
+def runs_server_tools(model: BaseChatModel, backend: OpenAICompatibleBackend) -> bool:
+    """Deprecated: `runs_hosted_tools`."""
+    _deprecated("runs_server_tools(model, backend)", "runs_hosted_tools(model, backend)")
+    return runs_hosted_tools(model, backend)
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"{old} is deprecated: use {new} (`server_tools` names the hosted tool specs a "
+        "call asks for everywhere else)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def model_label(model: BaseChatModel) -> str:
