@@ -47,7 +47,7 @@ pytest: $(UV)
 ## model's notebook, on top of the whole suite (~10 min on 2 cores).
 test-all: install
 	$(MAKE) --no-print-directory lint typecheck
-	FUSION_NOTEBOOK_LOCAL=1 $(RUN) python -m pytest -m "" $(PYTEST_ARGS)
+	FUSION_NOTEBOOK_LOCAL=1 FUSION_SOAK_RUNS=300 $(RUN) python -m pytest -m "" $(PYTEST_ARGS)
 
 ## Benchmarks against the physical limit and bare code (~4 min; BENCH_ARGS=--no-local).
 bench: install

@@ -54,7 +54,7 @@ class BenchConfig:
             overhead_panel=2,
             overhead_rounds=1,
             overhead_per_round=2,
-            concurrency=(1, 3),
+            concurrency=(3,),
             concurrency_min_samples=1,
             memory=True,
             stream_reps=1,

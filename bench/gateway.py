@@ -214,22 +214,31 @@ async def alone(server: ServerProcess, models: ModelSet, url: str, endpoint: str
 # --- the figure ----------------------------------------------------------------------------
 
 
+async def measure_workers(
+    server: ServerProcess, models: ModelSet, levels: Sequence[Level], warmups: int = 3
+) -> list[dict[str, Any]]:
+    """Levels of one worker count, each endpoint in turn on one gateway process (a process
+    start is seconds of imports; each level still warms up and reads its own figures)."""
+    (workers,) = {level.workers for level in levels}
+    with gateway_process(server.base_url, models, workers) as (url, pid):
+        return [await measure(server, models, level, url, pid, warmups) for level in levels]
+
+
 async def measure(
-    server: ServerProcess, models: ModelSet, level: Level, warmups: int = 3
+    server: ServerProcess, models: ModelSet, level: Level, url: str, pid: int, warmups: int
 ) -> dict[str, Any]:
-    with gateway_process(server.base_url, models, level.workers) as (url, pid):
-        for _ in range(warmups):  # imports, the first graph run, the pools
-            await alone(server, models, url, level.endpoint)
-        reference = await alone(server, models, url, level.endpoint)
-        server.reset()
-        rss_before, _ = memory(pid)
-        peak_reset = reset_peak(pid)
-        cpu_before = cpu_seconds(pid)
-        server_cpu = server.stats().cpu_seconds
-        latencies, errors, elapsed = await batch(url, level.endpoint, level.clients)
-        cpu = cpu_seconds(pid) - cpu_before
-        _, peak = memory(pid)
-        stats = server.stats()
+    for _ in range(warmups):  # imports, the first graph run, the pools
+        await alone(server, models, url, level.endpoint)
+    reference = await alone(server, models, url, level.endpoint)
+    server.reset()
+    rss_before, _ = memory(pid)
+    peak_reset = reset_peak(pid)
+    cpu_before = cpu_seconds(pid)
+    server_cpu = server.stats().cpu_seconds
+    latencies, errors, elapsed = await batch(url, level.endpoint, level.clients)
+    cpu = cpu_seconds(pid) - cpu_before
+    _, peak = memory(pid)
+    stats = server.stats()
     physical = reference.physical
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     return {
@@ -277,7 +286,13 @@ async def figure(
     models = realistic("gw", PANEL_SIZE, scale)
     server.set_scripts(models.scripts())
     warmups = 1 if clients < 10 else 3
-    rows = [await measure(server, models, level, warmups) for level in levels(clients, workers)]
+    rows = [
+        row
+        for count in workers
+        for row in await measure_workers(
+            server, models, [lv for lv in levels(clients, workers) if lv.workers == count], warmups
+        )
+    ]
     errors = sum(row["errors"] for row in rows)
     return {
         "figure": "gateway",
