@@ -48,6 +48,10 @@ class LocalModelServer:
     Use as a context manager (or `start()` / `stop()`); `backend()` gives an
     `OpenAICompatibleBackend` for `create_fusion_graph`, whose panel entries get distinct
     seeds, so that a panel of the same model repeated is a real panel of different answers.
+
+    `threads` defaults to the machine's cores (at most 8); `poll` is llama.cpp's busy-wait
+    level (0 to 100, its default 50): on a busy machine, `threads=1, poll=0` keeps the
+    model's CPU time steady, where several spinning threads wait on each other.
     """
 
     def __init__(
@@ -57,12 +61,14 @@ class LocalModelServer:
         parallel_slots: int = 4,
         context_per_slot: int = 4096,
         threads: int | None = None,
+        poll: int | None = None,
         model_name: str = LOCAL_MODEL_NAME,
     ) -> None:
         self.model_path = Path(model_path) if model_path else None
         self.parallel_slots = parallel_slots
         self.context_per_slot = context_per_slot
         self.threads = threads or min(os.cpu_count() or 2, 8)
+        self.poll = poll
         self.model_name = model_name
         self._server: Any = None
         self._address: str | None = None
@@ -95,6 +101,9 @@ class LocalModelServer:
             params.verbosity = -1  # llama.cpp logs to stderr otherwise
             params.cpuparams.n_threads = self.threads
             params.cpuparams_batch.n_threads = self.threads
+            if self.poll is not None:
+                params.cpuparams.poll = self.poll
+                params.cpuparams_batch.poll = self.poll
             self._server = xllamacpp.Server(params)
             address = str(self._server.listening_address)
             self._address = address if address.startswith("http") else f"http://{address}"
