@@ -10,6 +10,7 @@ Ready LangChain chat models of any provider can stand in for any slug.
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import openai
@@ -34,7 +35,9 @@ class ChatOpenAICompatible(ChatOpenAI):
 
     The cost (`usage.cost`, USD) lands in `response_metadata["cost"]`, and the pages its
     server-side web tools read (`message.annotations` of type `url_citation`) in
-    `response_metadata["annotations"]`, for `invoke` and `stream` alike.
+    `response_metadata["annotations"]`, for `invoke` and `stream` alike. A stream's first
+    chunk names the concrete model that answers (`response_metadata["model_name"]`, the
+    upstream's `model`), not only its last, so a consumer can name it from the first byte.
     """
 
     def _create_chat_result(
@@ -69,6 +72,8 @@ class ChatOpenAICompatible(ChatOpenAI):
         if generation is None or not isinstance(generation.message, AIMessageChunk):
             return generation
         metadata = generation.message.response_metadata
+        if isinstance(model := chunk.get("model"), str) and model:
+            metadata["model_name"] = model  # from the first chunk, not only the last
         cost = _cost_of(chunk.get("usage"))
         if cost is not None:
             metadata["cost"] = cost
@@ -77,11 +82,36 @@ class ChatOpenAICompatible(ChatOpenAI):
                 metadata["annotations"] = annotations
         return generation
 
+    def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        named = False
+        for generation in super()._stream(*args, **kwargs):
+            named = _named_once(generation, named)
+            yield generation
+
+    async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        named = False
+        async for generation in super()._astream(*args, **kwargs):
+            named = _named_once(generation, named)
+            yield generation
+
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
         if self.openai_api_base and "openrouter.ai" in self.openai_api_base:
             params["ls_provider"] = "openrouter"
         return params
+
+
+def _named_once(generation: ChatGenerationChunk, named: bool) -> bool:
+    """Keep `model_name` on the first chunk that reports it and drop it from the rest:
+    LangChain concatenates string metadata when chunks are added, so a name on every
+    chunk would read `m1m1m1` in the whole message. Returns whether a chunk named it."""
+    metadata = generation.message.response_metadata
+    if not named:
+        return "model_name" in metadata
+    metadata.pop("model_name", None)
+    if generation.generation_info:
+        generation.generation_info.pop("model_name", None)
+    return True
 
 
 def _cost_of(usage: Any) -> float | None:

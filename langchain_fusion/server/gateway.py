@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -38,7 +38,8 @@ STREAM_BUFFER = 256
 """Events a stream holds for a slow reader before it waits on it."""
 SLOW_READER_S = 30.0
 """Seconds a stream waits on a reader with a full buffer before cutting it off."""
-"""Seconds a client has to send its whole body (an incomplete one holds no connection)."""
+MODEL_LIST_TIMEOUT_S = 5.0
+"""Seconds the upstream's model list may take (it only names models early)."""
 _T = TypeVar("_T")
 
 
@@ -120,6 +121,22 @@ class Gateway:
         if self.ledger is None or key is None:
             return None
         return await anyio.to_thread.run_sync(self.ledger.reserve, key, as_spend(worst))
+
+    async def name_models(self, configured: Iterable[str]) -> None:
+        """Learn, before the first byte, the concrete models behind the `~…-latest`
+        aliases among `configured` (the upstream's model list, `wire/names.py`)."""
+        await self.model_names.look_up(configured, self._model_list)
+
+    async def _model_list(self) -> list[dict[str, Any]]:
+        backend = self.catalog.backend
+        headers = {}
+        if backend.api_key is not None:
+            headers["authorization"] = f"Bearer {backend.api_key.get_secret_value()}"
+        url = backend.base_url.rstrip("/") + "/models"
+        response = await self.http.get(url, headers=headers, timeout=MODEL_LIST_TIMEOUT_S)
+        response.raise_for_status()
+        rows = response.json().get("data")
+        return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
 
     # --- after it -----------------------------------------------------------------------
 

@@ -90,6 +90,7 @@ async def _messages(gateway: Gateway, request: Request) -> Response:
     kwargs: dict[str, Any] = dict(call.kwargs)
     gateway.policy.check_budget(worst)
     reservation = await gateway.reserve(principal, worst)
+    await gateway.name_models(requested)
     config: Any = {"callbacks": [recorder, names]}
     ident = f"msg_{uuid.uuid4().hex}"
 

@@ -122,6 +122,7 @@ async def responses(gateway: Gateway, request: Request) -> Response:
         outer_label = label(deliberation.outer)
     reservation = await gateway.reserve(principal, worst)
     requested = [parsed.model] if ask is None else deliberation.models()
+    await gateway.name_models(requested)
     run = _Run(
         runnable=runnable,
         call=call,
@@ -198,9 +199,9 @@ async def _stream(
     gateway: Gateway, run: _Run, response: ResponseObject
 ) -> AsyncIterator[ServerSentEvent]:
     """The Responses event stream of one run. The outer model's name is fixed once, when
-    the stream starts: its concrete name when known (from an earlier request, or this
-    run's first upstream response, which the stream waits for unless the deliberation
-    runs first), else the configured one, for the whole stream."""
+    the stream starts: its concrete name when known (an earlier request, the upstream's
+    model list, or this run's first upstream chunk, which the stream waits for unless the
+    deliberation runs first), else the configured one, for the whole stream."""
     writer = ResponseWriter(response, run.names)
     held: list[Any] = []
     started = False
