@@ -438,7 +438,9 @@ def test_a_plain_upstream_error_comes_back_in_the_hosted_shape(gateway: Gateway)
         "code": 429,
         "message": error["message"],
         "metadata": error["metadata"],
+        "availability": error["availability"],
     }
+    assert error["availability"]["code"] == "capacity_exhausted"
     assert "scripted failure" in error["message"]
     assert error["metadata"]["upstream_status"] == 429
 
