@@ -94,7 +94,12 @@ async def responses(gateway: Gateway, request: Request) -> Response:
     outer_label = parsed.model
     worst: BudgetEstimate
     runnable: Runnable[LanguageModelInput, BaseMessage]
-    kwargs = {k: v for k, v in call.kwargs.items() if k not in ("tools", "tool_choice")}
+    # A model without fusion has no server-tool loop to stop.
+    kwargs = {
+        k: v
+        for k, v in call.kwargs.items()
+        if k not in ("tools", "tool_choice", "stop_server_tools_when")
+    }
     if ask is None:
         gateway.policy.check_models([parsed.model])
         limit = call.kwargs.get("max_tokens") or ASSUMED_OUTPUT_TOKENS
