@@ -96,7 +96,7 @@ async def chat_completions(gateway: Gateway, request: Request) -> Response:
     chat = gateway.catalog.chat_for(deliberation, principal.upstream_key)
     reservation = await gateway.reserve(principal, worst)
     requested = deliberation.models()
-    await gateway.name_models(requested)
+    await gateway.name_models(requested, principal)
     run = _Run(
         chat=chat,
         call=call,

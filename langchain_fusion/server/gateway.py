@@ -17,6 +17,7 @@ import anyio
 import httpx
 from starlette.requests import Request
 
+from langchain_fusion.backends import OpenAICompatibleBackend
 from langchain_fusion.graph.budget import BudgetEstimate
 from langchain_fusion.server.admission import admit, parse_body
 from langchain_fusion.server.catalog import ModelCatalog
@@ -122,13 +123,14 @@ class Gateway:
             return None
         return await anyio.to_thread.run_sync(self.ledger.reserve, key, as_spend(worst))
 
-    async def name_models(self, configured: Iterable[str]) -> None:
+    async def name_models(self, configured: Iterable[str], principal: Principal) -> None:
         """Learn, before the first byte, the concrete models behind the `~…-latest`
-        aliases among `configured` (the upstream's model list, `wire/names.py`)."""
-        await self.model_names.look_up(configured, self._model_list)
+        aliases among `configured` (the upstream's model list, `wire/names.py`), asked
+        with the key that pays for the request."""
+        backend = self.catalog.backend_for(principal.upstream_key)
+        await self.model_names.look_up(configured, lambda: self._model_list(backend))
 
-    async def _model_list(self) -> list[dict[str, Any]]:
-        backend = self.catalog.backend
+    async def _model_list(self, backend: OpenAICompatibleBackend) -> list[dict[str, Any]]:
         headers = {}
         if backend.api_key is not None:
             headers["authorization"] = f"Bearer {backend.api_key.get_secret_value()}"

@@ -86,7 +86,7 @@ async def _messages(gateway: Gateway, request: Request) -> Response:
         outer, requested = label(deliberation.outer), deliberation.models()
     gateway.policy.check_budget(worst)
     reservation = await gateway.reserve(principal, worst)
-    await gateway.name_models(requested)
+    await gateway.name_models(requested, principal)
     recorder = RunRecorder(gateway.policy.prices)
     names = ConcreteNames(gateway.model_names)
     config: Any = {"callbacks": [recorder, names]}

@@ -52,10 +52,12 @@ def plain_call(gateway: Gateway, principal: Principal, chat: dict[str, Any]) -> 
     for name in ("temperature", "top_p"):
         if chat.get(name) is not None:
             kwargs[name] = chat[name]
-    if chat.get("reasoning") is not None:
-        # In the body as the hosted API has it (ChatOpenAI's own `reasoning` would switch
-        # it to the Responses API, which an OpenAI-compatible backend may not speak).
-        kwargs["extra_body"] = {"reasoning": chat["reasoning"]}
+    # In the body as the hosted API has them, for the backend (ChatOpenAI's own `reasoning`
+    # would switch it to the Responses API, which an OpenAI-compatible backend may not
+    # speak); the stop conditions are for the backend's own server tools.
+    extra = {k: chat[k] for k in ("reasoning", "stop_server_tools_when") if chat.get(k)}
+    if extra:
+        kwargs["extra_body"] = extra
     chat_model = gateway.catalog.plain_model(model, principal.upstream_key)
     runnable: Runnable[LanguageModelInput, BaseMessage] = chat_model
     if tools:

@@ -127,7 +127,7 @@ async def responses(gateway: Gateway, request: Request) -> Response:
         outer_label = label(deliberation.outer)
     reservation = await gateway.reserve(principal, worst)
     requested = [parsed.model] if ask is None else deliberation.models()
-    await gateway.name_models(requested)
+    await gateway.name_models(requested, principal)
     run = _Run(
         runnable=runnable,
         call=call,

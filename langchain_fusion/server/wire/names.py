@@ -10,7 +10,6 @@ streamed chunk (or its end, for a call that does not stream).
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -39,7 +38,6 @@ class ModelDirectory:
         self._lock = threading.Lock()
         self.list_ttl_s = list_ttl_s
         self._listed_at: float | None = None
-        self._listing: asyncio.Lock | None = None
 
     def get(self, configured: str) -> str | None:
         return self._names.get(configured)
@@ -60,17 +58,15 @@ class ModelDirectory:
         missing = {n for n in configured if n.startswith("~") and self.get(n) is None}
         if not missing:
             return
-        if self._listing is None:
-            self._listing = asyncio.Lock()
-        async with self._listing:
+        with self._lock:  # one read per period; a request meanwhile does not wait for it
             listed = self._listed_at
             if listed is not None and time.monotonic() - listed < self.list_ttl_s:
                 return
             self._listed_at = time.monotonic()
-            try:
-                rows = await read_list()
-            except Exception:  # the list is a shortcut: never a failure
-                return
+        try:
+            rows = await read_list()
+        except Exception:  # the list is a shortcut: never a failure
+            return
         for row in rows:
             target = row.get("alias_target") if isinstance(row, dict) else None
             if isinstance(target, dict) and isinstance(row.get("id"), str):
