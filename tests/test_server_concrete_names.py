@@ -70,8 +70,17 @@ def test_a_first_chat_stream_names_the_listed_alias_concretely_in_every_chunk() 
 
 def test_a_model_the_list_does_not_resolve_is_named_from_its_first_chunk() -> None:
     gateways, gateway = _fresh()
-    try:  # OUTER answers slowly, token by token, as OUTER-2025, at once (no fusion call)
-        gateway.script(OUTER, healthy(response_model=CONCRETE, tokens_per_second=20))
+    try:
+        # Warm the schema check of the test harness (its first use builds validators for
+        # seconds, holding the loop) on another model, which teaches nothing about OUTER.
+        _stream(
+            gateway,
+            "/chat/completions",
+            {"model": "warm/up", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        # OUTER answers token by token, as OUTER-2025, at once (no fusion call).
+        words = " ".join(f"word{i}" for i in range(20))
+        gateway.script(OUTER, healthy(response_model=CONCRETE, reply=words, tokens_per_second=10))
         body = {
             "model": OUTER,
             "messages": [{"role": "user", "content": QUESTION}],
@@ -81,7 +90,8 @@ def test_a_model_the_list_does_not_resolve_is_named_from_its_first_chunk() -> No
         (outer,) = gateway.requests(OUTER)
         assert {c["model"] for _, c in events} == {CONCRETE}
         texts = [at for at, c in events if c["choices"] and c["choices"][0]["delta"].get("content")]
-        # The name came with the first chunk: the answer streams while the model writes it.
+        # The name came with the first chunk: the answer streams while the model writes it
+        # (held for its name until the call ended, it would arrive after `completed_at`).
         assert outer.completed_at is not None
         assert texts[0] < outer.completed_at
     finally:
