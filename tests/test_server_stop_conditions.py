@@ -125,3 +125,49 @@ def test_a_cost_condition_counts_the_deliberation(gateway: Gateway) -> None:
     _, last = gateway.requests(OUTER)
     assert last.body["tool_choice"] == "none"
     assert not _called_weather("/chat/completions", answer)
+
+
+# --- ChatFusion itself, invoke and ainvoke ------------------------------------------------
+
+
+@pytest.fixture
+def chat(gateway: Gateway) -> Any:
+    from langchain_fusion.chat_models import ChatFusion
+
+    return ChatFusion(
+        model="openrouter/fusion",
+        outer_model=OUTER,
+        analysis_models=PANEL,
+        judge_model="analyst-m",
+        base_url=gateway.upstream.base_url,
+        api_key="k",
+        server_tools=[],
+        max_retries=0,
+    )
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_chat_fusion_takes_the_conditions_as_a_call_keyword(
+    gateway: Gateway, chat: Any, asynchronous: bool
+) -> None:
+    stop = {"stop_server_tools_when": [{"type": "step_count_is", "step_count": 0}]}
+    tools = {"tools": [WEATHER_TOOL]}
+    if asynchronous:
+        answer = await chat.ainvoke(QUESTION, **stop, **tools)
+    else:
+        answer = chat.invoke(QUESTION, **stop, **tools)
+    assert answer.text
+    assert not answer.tool_calls
+    assert gateway.requests(*PANEL) == []
+    (only,) = gateway.requests(OUTER)
+    assert only.body["tool_choice"] == "none"
+
+
+def test_chat_fusion_refuses_a_malformed_condition_before_any_call(
+    gateway: Gateway, chat: Any
+) -> None:
+    with pytest.raises(ValueError, match=r"stop_server_tools_when\[0\]: type must be one of"):
+        chat.invoke(QUESTION, stop_server_tools_when=[{"type": "step_count"}])
+    with pytest.raises(ValueError, match=r"step_count is required"):
+        chat.invoke(QUESTION, stop_server_tools_when=[{"type": "step_count_is"}])
+    assert gateway.upstream.requests == []
