@@ -301,7 +301,8 @@ def test_the_aliases_default_to_their_presets_without_a_configured_panel(
                 tool_choice="required",
             )
             expected = {*PRESETS[preset].analysis_models, PRESETS[preset].model}
-            assert {r.model for r in scripted_server.requests} == expected
+            calls = [r for r in scripted_server.requests if r.path.endswith("/completions")]
+            assert {r.model for r in calls} == expected
 
 
 def test_the_server_tool_choice_forces_deliberation(gateway: Gateway) -> None:
@@ -437,7 +438,9 @@ def test_a_plain_upstream_error_comes_back_in_the_hosted_shape(gateway: Gateway)
         "code": 429,
         "message": error["message"],
         "metadata": error["metadata"],
+        "availability": error["availability"],
     }
+    assert error["availability"]["code"] == "capacity_exhausted"
     assert "scripted failure" in error["message"]
     assert error["metadata"]["upstream_status"] == 429
 

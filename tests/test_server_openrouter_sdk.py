@@ -149,27 +149,31 @@ SCRIPT = Path(__file__).parent / "node" / "openrouter_sdk_client.mjs"
 
 
 def _node_sdk() -> Path:
-    """A directory with the pinned TypeScript SDK installed from the npm registry (cached
-    between runs), or a skip saying why it cannot be."""
+    return node_package(TS_SDK, "@openrouter/sdk")
+
+
+def node_package(spec: str, module: str) -> Path:
+    """A directory with the npm package `spec` (pinned, `name@version`) installed from the
+    npm registry (cached between runs), or a skip saying why it cannot be."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        pytest.skip("node and npm are needed for the TypeScript SDK test")
+        pytest.skip(f"node and npm are needed for the {module} test")
     cache = Path(
         os.environ.get("FUSION_NODE_CACHE", Path.home() / ".cache" / "langchain-fusion-node")
     )
-    target = cache / TS_SDK.replace("/", "_").replace("@", "")
-    if not (target / "node_modules" / "@openrouter" / "sdk").exists():
+    target = cache / spec.replace("/", "_").replace("@", "")
+    if not (target / "node_modules" / module).exists():
         target.mkdir(parents=True, exist_ok=True)
         (target / "package.json").write_text('{"type": "module", "private": true}')
         done = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--silent", TS_SDK],
+            [npm, "install", "--no-audit", "--no-fund", "--silent", spec],
             cwd=target,
             capture_output=True,
             text=True,
             timeout=300,
         )
         if done.returncode != 0:
-            pytest.skip(f"npm could not install {TS_SDK}: {done.stderr.strip()[-300:]}")
+            pytest.skip(f"npm could not install {spec}: {done.stderr.strip()[-300:]}")
     return target
 
 

@@ -74,7 +74,8 @@ class Gateway:
         return [r for model in models for r in self.upstream.requests_for(model)]
 
     def models_called(self) -> set[str]:
-        return {request.model for request in self.upstream.requests}
+        """The models of the chat completions asked (not the model list the gateway reads)."""
+        return {r.model for r in self.upstream.requests if r.path.endswith("/completions")}
 
     def post(self, path: str, body: Any, **kwargs: Any) -> httpx.Response:
         content = body if isinstance(body, bytes) else json.dumps(body).encode()

@@ -232,8 +232,9 @@ def test_an_exhausted_upstream_says_so_in_availability(gateway: Gateway, path: s
         "retryable": True,
         "retry_after": 7,
         "requested_models": availability["requested_models"],
-        "fallback_models": [],
+        "docs_url": "https://openrouter.ai/docs/errors#capacity_exhausted",
     }
+    assert response.headers["retry-after"] == "7"
     assert QUALITY_JUDGE in availability["requested_models"]
     assert set(PANEL) <= set(availability["requested_models"])
 
@@ -253,7 +254,10 @@ def test_a_failed_chat_stream_ends_with_a_hosted_error_chunk(gateway: Gateway) -
 
 
 def test_an_unknown_model_is_a_400_naming_it(gateway: Gateway) -> None:
-    gateway.script(OUTER, ModelScript(status_code=404))
+    # As OpenAI and vLLM word it.
+    gateway.script(
+        OUTER, ModelScript(status_code=404, error_message=f"The model `{OUTER}` does not exist.")
+    )
     body = {"model": OUTER, "messages": [{"role": "user", "content": "hi"}], "tools": [FUSION_TOOL]}
     response = gateway.post("/chat/completions", body)
     assert response.status_code == 400
@@ -359,7 +363,8 @@ def test_an_upstream_400_for_an_unknown_model_is_model_not_found() -> None:
     import httpx as client
 
     from langchain_fusion.server.errors import GatewayError
-    from langchain_fusion.server.wire.errors import availability, with_availability
+    from langchain_fusion.server.wire.availability import UpstreamError, availability
+    from langchain_fusion.server.wire.errors import with_availability
 
     def upstream(status: int, text: str) -> client.HTTPStatusError:
         request = client.Request("POST", "http://upstream/v1/chat/completions")
@@ -373,14 +378,15 @@ def test_an_upstream_400_for_an_unknown_model_is_model_not_found() -> None:
         "code": "model_not_found",
         "retryable": False,
         "requested_models": ["vendor/nope"],
-        "fallback_models": [],
+        "docs_url": "https://openrouter.ai/docs/errors#model_not_found",
     }
-    assert availability(upstream(400, "messages: too long"), 502, ["m"]) is None
-    limited = availability(upstream(503, "overloaded"), 502, ["m", "m"])
-    assert limited == {
-        "code": "capacity_exhausted",
+    assert availability(UpstreamError.of(upstream(400, "messages: too long")), ["m"]) is None
+    limited = availability(UpstreamError.of(upstream(503, "overloaded")), ["m", "m"])
+    assert limited is not None
+    assert limited.wire() == {
+        "code": "temporarily_unavailable",
         "retryable": True,
         "retry_after": 3,
         "requested_models": ["m"],
-        "fallback_models": [],
+        "docs_url": "https://openrouter.ai/docs/errors#temporarily_unavailable",
     }

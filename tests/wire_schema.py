@@ -144,6 +144,79 @@ def _response_schema(operation: str, status: int, media: str) -> str | None:
     return f"{operation}/responses/{status}/content/{media.replace('/', '~1')}/schema"
 
 
+AVAILABILITY_CODES = {
+    "model_not_found": 400,
+    "wrong_endpoint": 400,
+    "no_endpoints": 404,
+    "model_deprecated": 404,
+    "model_unavailable_upstream": 404,
+    "capacity_exhausted": 429,
+    "temporarily_unavailable": 503,
+    "region_restricted": 403,
+    "privacy_restricted": 404,
+    "constraint_filtered": 404,
+    "free_variant_ended": 404,
+}
+"""The hosted availability codes and their HTTP status (OpenRouterTeam/docs,
+`api_reference/errors-and-debugging.mdx`, "Availability codes", at the pinned commit)."""
+AVAILABILITY = {
+    "type": "object",
+    "required": ["code", "retryable", "requested_models", "docs_url"],
+    "additionalProperties": False,
+    "properties": {
+        "code": {"enum": sorted(AVAILABILITY_CODES)},
+        "retryable": {"type": "boolean"},
+        "retry_after": {"type": ["number", "null"]},
+        "requested_models": {"type": "array", "items": {"type": "string"}},
+        "affected_providers": {"type": ["array", "null"], "items": {"type": "string"}},
+        "excluded_by": {
+            "type": "array",
+            "items": {
+                "enum": [
+                    "geo",
+                    "data_region",
+                    "data_policy:zdr",
+                    "data_policy:training",
+                    "max_price",
+                    "context_length",
+                    "require_parameters",
+                    "quantization",
+                    "allowed_providers",
+                ]
+            },
+        },
+        "fallback_models": {"type": "array", "items": {"type": "string"}},
+        "constraint": {
+            "type": "object",
+            "required": ["field", "detail"],
+            "properties": {"field": {"type": "string"}, "detail": {"type": "string"}},
+        },
+        "docs_url": {"type": "string", "minLength": 1},
+    },
+}
+"""The `availability` object as the same page types it (`type AvailabilityError`): the
+pinned openapi.yaml has no schema for it. Fields not applicable are omitted, never empty."""
+
+
+def availability_problems(instance: Any, status: int | None = None) -> list[str]:
+    """Why the `availability` of an error body, chunk or event breaks the hosted type (and,
+    for a whole body, why its HTTP status is not its code's)."""
+    if not isinstance(instance, dict):
+        return []
+    error = instance.get("error")
+    found = error.get("availability") if isinstance(error, dict) else None
+    if found is None and instance.get("type") == "error":
+        found = instance.get("availability")  # a Responses `error` event
+    if found is None:
+        return []
+    validator = jsonschema.Draft202012Validator(AVAILABILITY)
+    out = [f"availability: {e.message}" for e in validator.iter_errors(found)]
+    code = found.get("code") if isinstance(found, dict) else None
+    if status is not None and code in AVAILABILITY_CODES and AVAILABILITY_CODES[code] != status:
+        out.append(f"availability {code} answered with {status}, not {AVAILABILITY_CODES[code]}")
+    return out
+
+
 def check_body(path: str, method: str, status: int, media: str, body: bytes) -> list[str]:
     """Why a whole JSON body sent for `method path` with `status` breaks the schema."""
     operation = _operation(path, method)
@@ -160,7 +233,7 @@ def check_body(path: str, method: str, status: int, media: str, body: bytes) -> 
         pointer = _response_schema(operation, 400, "application/json")
     if pointer is None:
         return [f"the hosted API documents no {status} answer for {method} {path}"]
-    return _problems(pointer, instance)
+    return _problems(pointer, instance) + availability_problems(instance, status)
 
 
 def check_event(path: str, name: str | None, data: str) -> list[str]:
@@ -188,6 +261,7 @@ def check_event(path: str, name: str | None, data: str) -> list[str]:
         found.append(f"{kind!r} is no event type of the hosted Responses stream")
     if name is not None and kind is not None and name != kind:
         found.append(f"the SSE event name {name!r} is not the data's type {kind!r}")
+    found += availability_problems(instance)
     label = kind or "chunk"
     return [f"{label}: {problem}" for problem in found]
 

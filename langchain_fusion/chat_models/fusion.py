@@ -33,6 +33,7 @@ from langchain_fusion.backends import (
     resolve_model,
 )
 from langchain_fusion.chat_models.callbacks import child_config, parent_run
+from langchain_fusion.chat_models.loop_stop import check_conditions
 from langchain_fusion.chat_models.tool_loop import OuterTurn, ToolChoice, normalise_choice
 from langchain_fusion.contract.cascade import describe_cascade
 from langchain_fusion.graph import FusionSetup
@@ -358,6 +359,9 @@ class ChatFusion(FusionSettings, BaseChatModel):
         # `fusion_enabled=False` (the hosted plugin's `enabled: false`): no deliberation in
         # this request; the outer model answers with your tools only.
         enabled = kwargs.pop("fusion_enabled", True)
+        # The hosted `stop_server_tools_when`: conditions that end the server-tool loop.
+        stop_when = kwargs.pop("stop_server_tools_when", None)
+        stop_when = check_conditions(stop_when) if stop_when is not None else []
         user_tools: list[dict[str, Any]] = list(kwargs.pop("tools", None) or [])
         # A call's own choice wins, "none" and False included: only an absent one defers to
         # the instance's.
@@ -374,6 +378,7 @@ class ChatFusion(FusionSettings, BaseChatModel):
             router=self.model_name,
             stream_outer=stream_outer,
             fusion_enabled=bool(enabled),
+            stop_when=stop_when,
         )
 
 

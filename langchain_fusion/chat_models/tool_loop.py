@@ -13,7 +13,7 @@ which every call has its answer, and the deliberation does not run again.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from langchain_fusion.backends import model_label
 from langchain_fusion.chat_models.content_blocks import CONTENT_PROVIDER
+from langchain_fusion.chat_models.loop_stop import LoopProgress, holds
 from langchain_fusion.contract.result import FusionResult, TokenUsage
 from langchain_fusion.graph.prompts import (
     FUSION_TOOL_NAME,
@@ -76,6 +77,11 @@ class OuterTurn:
     """The outer model's text, when it was not streamed chunk by chunk."""
     added: int = 0
     """Where this request's own messages start in the transcript."""
+    stop_when: list[Mapping[str, Any]] = field(default_factory=list)  # see loop_stop.py
+    progress: LoopProgress = field(default_factory=LoopProgress)
+    stopped: bool = False
+    """A stop condition held: the calls pending run, then one last outer call with tool
+    calls disabled."""
 
     @classmethod
     def start(
@@ -88,9 +94,11 @@ class OuterTurn:
         router: str,
         stream_outer: bool,
         fusion_enabled: bool = True,
+        stop_when: Sequence[Mapping[str, Any]] = (),
     ) -> OuterTurn:
         conversation = restore_fusion_calls(messages)
         return cls(
+            stop_when=list(stop_when),
             conversation=conversation,
             user_tools=user_tools,
             choice=choice,
@@ -107,11 +115,14 @@ class OuterTurn:
     def plan(self, outer: BaseChatModel, fusion: FusionTool, child: RunnableConfig) -> Plan[None]:
         """Deliberate when forced; call the outer model until it answers or hands back the
         caller's tool calls."""
-        if self.force_fusion and not self.deliberated:
+        self._check_stop()  # `step_count_is: 0`: no server-tool step at all
+        if self.force_fusion and not self.deliberated and not self.stopped:
             call = self._fusion_call(self.prompt(), f"call_fusion_{len(self.conversation)}")
             # Show the outer model the call it did not need to make.
             self.transcript.append(AIMessage("", tool_calls=[_without_history(call)]))
             self._answer(call, (yield Call(fusion, call, config=child)))
+            self.progress.record(None, [FUSION_TOOL_NAME], "tool_calls")
+            self._check_stop()
         for _ in range(MAX_OUTER_CALLS):
             message = yield Call(
                 self.outer_runnable(outer, fusion),
@@ -128,6 +139,7 @@ class OuterTurn:
                     self.transcript.append(_capped(call))
                 else:
                     self._answer(call, (yield Call(fusion, call, config=child)))
+            self._check_stop()  # the deliberation's own tokens and cost count too
             if _user_calls(message):
                 return  # the caller runs its own tools; the fusion calls ride along
 
@@ -137,6 +149,11 @@ class OuterTurn:
         """The outer model with this step's tools: fusion until it has run, then yours."""
         tools: list[Any] = list(self.user_tools)
         choice = self.choice
+        if self.stopped:  # the loop's last call: tool calls disabled, the answer is text
+            if not tools:
+                return outer.with_config(run_name="outer")
+            bound = outer.bind_tools(tools, tool_choice="none")
+            return bound.with_config(run_name="outer")
         if not self.deliberated:
             tools = [fusion, *tools]
         elif _named(choice) == FUSION_TOOL_NAME or (choice == "required" and not self.user_tools):
@@ -179,6 +196,11 @@ class OuterTurn:
         if not self.stream_outer and message.text:
             self.texts.append(message.text)
         calls = getattr(message, "tool_calls", None) or []
+        metadata = message.response_metadata
+        self.progress.record(
+            metadata.get("cost"), [c["name"] for c in calls], metadata.get("finish_reason")
+        )
+        self._check_stop()
         fusion_calls = [call for call in calls if call["name"] == FUSION_TOOL_NAME]
         if not fusion_calls:
             return []
@@ -195,6 +217,11 @@ class OuterTurn:
             for call in calls
             if call["name"] == FUSION_TOOL_NAME
         ]
+
+    def _check_stop(self) -> None:
+        self.progress.tokens = self.usage["total_tokens"] if self.usage else 0
+        if self.stop_when and not self.stopped and holds(self.stop_when, self.progress):
+            self.stopped = True
 
     def _fusion_call(self, prompt: Any, call_id: str | None) -> ToolCall:
         # The whole conversation: the tool leaves out the tool plumbing itself, and counts
@@ -218,6 +245,7 @@ class OuterTurn:
             self.results.append(result)
             self.result_calls.append(_without_history(call))
             self.usage = add_usage(self.usage, _as_usage_metadata(result.usage.total))
+            self.progress.cost += result.usage.total.cost or 0.0
 
     # --- the answer -----------------------------------------------------------------------
 

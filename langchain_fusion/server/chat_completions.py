@@ -107,6 +107,7 @@ async def chat_completions(gateway: Gateway, request: Request) -> Response:
     chat = gateway.catalog.chat_for(deliberation, principal.upstream_key)
     reservation = await gateway.reserve(principal, worst)
     requested = deliberation.models()
+    await gateway.name_models(requested, principal)
     run = _Run(
         chat=chat,
         call=call,
@@ -187,10 +188,9 @@ async def _sse(
     gateway: Gateway, run: _Run, ident: str, created: int
 ) -> AsyncIterator[ServerSentEvent]:
     """The completion as `chat.completion.chunk` events, every one naming the concrete
-    outer model: the first chunk waits for the first upstream response that reports it
-    (an OpenAI-compatible stream reports it at its end, so a model's first request here
-    sends its tokens once that call ends; pings go out meanwhile), and the last one
-    carries usage."""
+    outer model: known before the stream (an earlier request, the upstream's model list)
+    or, on a model's first request, from its first streamed chunk, which the first chunk
+    here waits for (pings go out meanwhile); the last one carries usage."""
     writer: ChunkWriter | None = None
     held: list[str] = []
     total: AIMessageChunk | None = None

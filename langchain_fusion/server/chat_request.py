@@ -23,6 +23,7 @@ from langchain_fusion.server.errors import invalid
 from langchain_fusion.server.loop_controls import (
     MaxToolCalls,
     StopServerToolsWhen,
+    as_conditions,
     offers_server_tools,
 )
 from langchain_fusion.server.routing import FusionAsk
@@ -243,6 +244,8 @@ def prepare(request: ChatCompletionRequest, ask: FusionAsk) -> ChatCall:
     )
     if not enabled:
         kwargs["fusion_enabled"] = False
+    if request.stop_server_tools_when:
+        kwargs["stop_server_tools_when"] = as_conditions(request.stop_server_tools_when)
     stop = [request.stop] if isinstance(request.stop, str) else request.stop
     return ChatCall(
         messages=messages,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ import anyio
 import httpx
 from starlette.requests import Request
 
+from langchain_fusion.backends import OpenAICompatibleBackend
 from langchain_fusion.graph.budget import BudgetEstimate
 from langchain_fusion.limits import BudgetSpent
 from langchain_fusion.server.admission import admit, parse_body
@@ -42,6 +43,8 @@ SLOW_READER_S = 30.0
 """Seconds a stream waits on a reader with a full buffer before cutting it off."""
 OFF_LOOP_BYTES = 256 * 1024
 """A body this big is parsed and admitted in a worker thread: the loop serves others."""
+MODEL_LIST_TIMEOUT_S = 5.0
+"""Seconds the upstream's model list may take (it only names models early)."""
 _T = TypeVar("_T")
 
 
@@ -138,6 +141,23 @@ class Gateway:
         if self.ledger is None or key is None:
             return None
         return await anyio.to_thread.run_sync(self.ledger.reserve, key, as_spend(worst))
+
+    async def name_models(self, configured: Iterable[str], principal: Principal) -> None:
+        """Learn, before the first byte, the concrete models behind the `~…-latest`
+        aliases among `configured` (the upstream's model list, `wire/names.py`), asked
+        with the key that pays for the request."""
+        backend = self.catalog.backend_for(principal.upstream_key)
+        await self.model_names.look_up(configured, lambda: self._model_list(backend))
+
+    async def _model_list(self, backend: OpenAICompatibleBackend) -> list[dict[str, Any]]:
+        headers = {}
+        if backend.api_key is not None:
+            headers["authorization"] = f"Bearer {backend.api_key.get_secret_value()}"
+        url = backend.base_url.rstrip("/") + "/models"
+        response = await self.http.get(url, headers=headers, timeout=MODEL_LIST_TIMEOUT_S)
+        response.raise_for_status()
+        rows = response.json().get("data")
+        return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
 
     # --- after it -----------------------------------------------------------------------
 

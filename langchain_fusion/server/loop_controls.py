@@ -1,18 +1,18 @@
 """The outer loop's controls, as the hosted request has them since August:
 `max_tool_calls` (server-tool steps of the outer model, at most 30, the default) and
-`stop_server_tools_when` (conditions that end the server-tool loop; any one that fires
-ends it, and then overrides `max_tool_calls`).
+`stop_server_tools_when` (conditions that end the server-tool loop; any one that holds
+ends it, and they override `max_tool_calls`).
 
-Here the outer loop has one server tool, fusion, which runs at most once a turn; and, as
-hosted, a condition that fires while the model is calling tools lets the pending calls run
-and then makes one final turn without tools. So the only setting that changes a run is
-`max_tool_calls: 0` (no server-tool step at all: fusion is not offered); the conditions are
-checked for their shape and otherwise hold by construction.
+Here the outer loop's server tool is fusion, which runs at most once a turn, so
+`max_tool_calls: 0` (fusion not offered) is the only value of it that changes a run. The
+conditions are checked here for their shape and then run by `ChatFusion`'s loop
+(`chat_models/loop_stop.py`): once one holds, the fusion call pending runs and the outer
+model makes one last call with tool calls disabled (`step_count_is: 0`: no fusion at all).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +55,11 @@ StopCondition = Annotated[
 ]
 MaxToolCalls = Annotated[int, Field(ge=0, le=MAX_OUTER_TOOL_CALLS)]
 StopServerToolsWhen = Annotated[list[StopCondition], Field(min_length=1)]
+
+
+def as_conditions(conditions: list[StopCondition]) -> list[dict[str, Any]]:
+    """The conditions in the hosted shape, as `ChatFusion` takes them."""
+    return [condition.model_dump() for condition in conditions]
 
 
 def offers_server_tools(max_tool_calls: int | None, stop_when: list[StopCondition] | None) -> bool:

@@ -1,9 +1,12 @@
 """`POST /v1/messages` requests (Anthropic's shape) as the Chat Completions request they
 mean, so that both go through one admission path (`ChatCompletionRequest`, `prepare`).
 
-System text, text blocks, `tool_use` and `tool_result` blocks and Anthropic tools map
-one to one; a field this gateway cannot honour (images, extended thinking, ...) is a 400
-that names it, before any upstream call.
+System text, text blocks, `image` blocks (base64 or URL, as `image_url` parts), `tool_use`
+and `tool_result` blocks and Anthropic tools map one to one; `thinking` (a token budget)
+becomes the hosted `reasoning.max_tokens`. The `thinking` blocks an assistant turn carries
+back are left out: an OpenAI-compatible backend has no field for them (it reasons anew).
+A field or block this gateway cannot honour (documents, server tools, ...) is a 400 that
+names it, before any upstream call.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ TRANSLATED = {
     "plugins",
     "metadata",
     "stop_server_tools_when",
+    "thinking",
 }
 """The Messages fields this gateway reads; any other is refused by name."""
 
@@ -59,7 +63,37 @@ def as_chat_request(body: dict[str, Any]) -> dict[str, Any]:
         chat["tools"] = [_tool(tool, f"tools[{i}]") for i, tool in enumerate(body["tools"])]
     if body.get("tool_choice") is not None:
         chat["tool_choice"] = _choice(body["tool_choice"])
+    if (reasoning := _reasoning(body.get("thinking"), body["max_tokens"])) is not None:
+        chat["reasoning"] = reasoning
     return chat
+
+
+def _reasoning(thinking: Any, max_tokens: int) -> dict[str, Any] | None:
+    """Anthropic's `thinking` as the hosted `reasoning` (None: no extended thinking)."""
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if thinking is None or kind == "disabled":
+        return None
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    if kind != "enabled" or not isinstance(budget, int) or isinstance(budget, bool):
+        raise invalid(
+            "thinking: {type: enabled, budget_tokens: int} or {type: disabled}", "thinking"
+        )
+    if not 1024 <= budget < max_tokens:
+        raise invalid("thinking.budget_tokens: at least 1024 and less than max_tokens", "thinking")
+    return {"max_tokens": budget}
+
+
+def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
+    """An `image` block as a Chat Completions `image_url` part (a data URL for base64)."""
+    source = block.get("source")
+    kind = source.get("type") if isinstance(source, dict) else None
+    if kind == "base64" and isinstance(source, dict) and source.get("data"):
+        url = f"data:{source.get('media_type') or 'image/png'};base64,{source['data']}"
+    elif kind == "url" and isinstance(source, dict) and source.get("url"):
+        url = str(source["url"])
+    else:
+        raise invalid(f"{where}: an image needs a base64 or url source", where)
+    return {"type": "image_url", "image_url": {"url": url}}
 
 
 def _text(content: Any, where: str) -> str:
@@ -86,12 +120,18 @@ def _message(message: Any, where: str) -> list[dict[str, Any]]:
         raise invalid(f"{where}.content: a string or a list of blocks is required", where)
     out: list[dict[str, Any]] = []
     texts: list[str] = []
+    parts: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     for index, block in enumerate(content):
         kind = block.get("type") if isinstance(block, dict) else None
         at = f"{where}.content[{index}]"
         if kind == "text":
             texts.append(str(block.get("text", "")))
+            parts.append({"type": "text", "text": texts[-1]})
+        elif kind == "image" and message["role"] == "user":
+            parts.append(_image(block, at))
+        elif kind in ("thinking", "redacted_thinking") and message["role"] == "assistant":
+            continue  # the model's own reasoning, which an OpenAI-compatible turn cannot carry
         elif kind == "tool_use" and message["role"] == "assistant":
             arguments = json.dumps(block.get("input") or {})
             function = {"name": block.get("name"), "arguments": arguments}
@@ -107,6 +147,8 @@ def _message(message: Any, where: str) -> list[dict[str, Any]]:
         if calls:
             turn["tool_calls"] = calls
         return [turn]
+    if len(parts) > len(texts):  # images: the parts in their order
+        return [*out, {"role": "user", "content": parts}]
     return out + ([{"role": "user", "content": "".join(texts)}] if texts else [])
 
 

@@ -26,7 +26,9 @@ from langchain_fusion.server.keys import Principal, secrets_of
 from langchain_fusion.server.ledger import Reservation, Spend
 from langchain_fusion.server.policy import ASSUMED_OUTPUT_TOKENS, plain_prompt_tokens
 from langchain_fusion.server.stream_redaction import RelayRedactor
+from langchain_fusion.server.wire.availability import UpstreamError, seconds
 from langchain_fusion.server.wire.chat import ChunkWriter
+from langchain_fusion.server.wire.errors import with_upstream
 
 logger = logging.getLogger("langchain_fusion.server")
 
@@ -87,7 +89,7 @@ async def relay(
         raw = await response.aread()
         await response.aclose()
         await gateway.settle(reservation, Spend(0, 0.0))
-        raise _upstream_error(response, raw, secrets)
+        raise _upstream_error(response, raw, secrets, models)
     if not stream:
         raw = await response.aread()
         try:
@@ -99,7 +101,7 @@ async def relay(
         logger.info("chat.completions (plain) key=%s model=%s", principal.name, model)
         return JSONResponse(data)
     return StreamingResponse(
-        _relay_stream(gateway, response, reservation, model, keep_usage=True),
+        _relay_stream(gateway, response, reservation, models, keep_usage=True),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
@@ -113,11 +115,12 @@ async def _relay_stream(
     gateway: Gateway,
     response: httpx.Response,
     reservation: Reservation | None,
-    model: str,
+    models: list[str],
     *,
     keep_usage: bool,
 ) -> AsyncIterator[bytes]:
     """The backend's SSE lines as they come; the usage read on the way."""
+    model = models[0]
     usage: Any = None
     redactor = RelayRedactor()  # a secret split over chunks is matched whole
     try:
@@ -130,7 +133,7 @@ async def _relay_stream(
                 except ValueError:
                     chunk = None
                 if isinstance(chunk, dict) and isinstance(chunk.get("error"), dict):
-                    failure = _stream_error(chunk["error"])  # in the hosted shape: a chunk
+                    failure = _stream_error(chunk["error"], models)  # the hosted shape: a chunk
                     writer = ChunkWriter(
                         str(chunk.get("id") or "chatcmpl-error"),
                         int(chunk.get("created") or time.time()),
@@ -172,21 +175,34 @@ def _spend(usage: Any, gateway: Gateway, model: str) -> Spend | None:
     return Spend(tokens, usd)
 
 
-def _stream_error(error: dict[str, Any]) -> GatewayError:
+def _stream_error(error: dict[str, Any], models: list[str]) -> GatewayError:
     """An error event the backend sent mid-stream, its status kept when it gave one."""
     code = error.get("code")
     status = code if isinstance(code, int) and 400 <= code < 600 else 502
-    details = {k: v for k, v in error.items() if k not in ("message", "code")}
+    details = {k: v for k, v in error.items() if k not in ("message", "code", "availability")}
     metadata: dict[str, Any] = {"upstream_code": code}
     if details:
         metadata["upstream"] = json.loads(redact(json.dumps(details)))
-    return GatewayError(
-        status, str(error.get("message") or "the backend failed"), metadata=metadata
+    message = str(error.get("message") or "the backend failed")
+    failure = GatewayError(status, message, metadata=metadata)
+    return with_upstream(failure, _upstream(code, message, error), models)
+
+
+def _upstream(status: Any, message: str, error: Any, retry: Any = None) -> UpstreamError:
+    reported = error.get("availability") if isinstance(error, dict) else None
+    return UpstreamError(
+        status=status if isinstance(status, int) else None,
+        message=message,
+        reported=reported if isinstance(reported, dict) else None,
+        retry_after=seconds(retry),
     )
 
 
-def _upstream_error(response: httpx.Response, raw: bytes, secrets: list[str]) -> GatewayError:
-    """The backend's error in the hosted shape, with its status and its own words."""
+def _upstream_error(
+    response: httpx.Response, raw: bytes, secrets: list[str], models: list[str]
+) -> GatewayError:
+    """The backend's error in the hosted shape, with its status, its own words and the
+    availability of the models asked for."""
     message = f"the backend answered {response.status_code}"
     metadata: dict[str, Any] = {"upstream_status": response.status_code}
     try:
@@ -195,13 +211,16 @@ def _upstream_error(response: httpx.Response, raw: bytes, secrets: list[str]) ->
         error = None
     if isinstance(error, dict):
         message = str(error.get("message") or message)
-        details = {k: v for k, v in error.items() if k not in ("message", "code")}
+        skip = ("message", "code", "availability")
+        details = {k: v for k, v in error.items() if k not in skip}
         if details:
             metadata["upstream"] = json.loads(redact(json.dumps(details), secrets))
     retry = response.headers.get("retry-after")
-    return GatewayError(
+    failure = GatewayError(
         response.status_code,
         redact(message, secrets),
         metadata=metadata,
         headers={"retry-after": retry} if retry else None,
     )
+    upstream = _upstream(response.status_code, failure.message, error, retry)
+    return with_upstream(failure, upstream, models)

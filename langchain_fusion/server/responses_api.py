@@ -103,7 +103,12 @@ async def responses(gateway: Gateway, request: Request) -> Response:
     outer_label = parsed.model
     worst: BudgetEstimate
     runnable: Runnable[LanguageModelInput, BaseMessage]
-    kwargs = {k: v for k, v in call.kwargs.items() if k not in ("tools", "tool_choice")}
+    # A model without fusion has no server-tool loop to stop.
+    kwargs = {
+        k: v
+        for k, v in call.kwargs.items()
+        if k not in ("tools", "tool_choice", "stop_server_tools_when")
+    }
     if ask is None:
         gateway.policy.check_models([parsed.model])
         limit = call.kwargs.get("max_tokens") or ASSUMED_OUTPUT_TOKENS
@@ -131,6 +136,7 @@ async def responses(gateway: Gateway, request: Request) -> Response:
         outer_label = label(deliberation.outer)
     reservation = await gateway.reserve(principal, worst)
     requested = [parsed.model] if ask is None else deliberation.models()
+    await gateway.name_models(requested, principal)
     run = _Run(
         runnable=runnable,
         call=call,
@@ -211,9 +217,9 @@ async def _stream(
     gateway: Gateway, run: _Run, response: ResponseObject
 ) -> AsyncIterator[ServerSentEvent]:
     """The Responses event stream of one run. The outer model's name is fixed once, when
-    the stream starts: its concrete name when known (from an earlier request, or this
-    run's first upstream response, which the stream waits for unless the deliberation
-    runs first), else the configured one, for the whole stream."""
+    the stream starts: its concrete name when known (an earlier request, the upstream's
+    model list, or this run's first upstream chunk, which the stream waits for unless the
+    deliberation runs first), else the configured one, for the whole stream."""
     writer = ResponseWriter(response, run.names)
     held: list[Any] = []
     started = False

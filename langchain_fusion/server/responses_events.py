@@ -304,7 +304,11 @@ class ResponseWriter:
         self.response.status = "failed"
         self.response.error = ResponseError(code=code, message=error.message)
         error_event = ErrorEvent(
-            sequence_number=self._next(), code=code, message=error.message, param=None
+            sequence_number=self._next(),
+            code=code,
+            message=error.message,
+            param=None,
+            availability=error.availability,
         )
         failed = ResponseEvent(
             type="response.failed", sequence_number=self._next(), response=self.response

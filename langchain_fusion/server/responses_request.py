@@ -31,6 +31,7 @@ from langchain_fusion.server.errors import invalid
 from langchain_fusion.server.loop_controls import (
     MaxToolCalls,
     StopServerToolsWhen,
+    as_conditions,
     offers_server_tools,
 )
 
@@ -143,6 +144,8 @@ def prepare(request: ResponsesRequest, *, fusion_enabled: bool = True) -> Respon
         and not this_turn
         and offers_server_tools(request.max_tool_calls, request.stop_server_tools_when)
     )
+    if request.stop_server_tools_when:
+        kwargs["stop_server_tools_when"] = as_conditions(request.stop_server_tools_when)
     return ResponsesCall(
         messages=messages, kwargs=kwargs, tools=tools, enabled=enabled, stream=request.stream
     )

@@ -52,7 +52,13 @@ def plan_completion(
     if script.hang:
         return Plan(0, [], [(0.0, b"")], hang=True)
     if _should_fail(script, attempt, unlucky):
-        return scripted_failure(model, script.status_code or 500, script.retry_after)
+        return scripted_failure(
+            model,
+            script.status_code or 500,
+            script.retry_after,
+            message=script.error_message,
+            fields=script.error_fields,
+        )
 
     completion_id = f"chatcmpl-scripted-{sequence}"
     response_model = script.response_model or model

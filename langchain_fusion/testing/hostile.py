@@ -81,8 +81,8 @@ class HostileOpenAIServer(ScriptedOpenAIServer):
     def _playback(self, entry: LogEntry, plan: Plan) -> Response:
         if plan.status_code >= 400:
             self._echo_key(entry, plan)
-        elif plan.status_code == 200 and not plan.hang:
-            billed = self._bill(entry, plan)
+        elif plan.status_code == 200 and not plan.hang and entry.path.endswith("/completions"):
+            billed = self._bill(entry, plan)  # a completion (the model list is free)
             with self._lock:
                 self._billed.append(billed)
             if self.chunk_chars is not None:

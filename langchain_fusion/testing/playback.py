@@ -11,7 +11,9 @@ import asyncio
 import http
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -106,11 +108,22 @@ def refusal_plan(message: str, param: str | None, code: str | None) -> Plan:
     return _error_body_plan(400, error)
 
 
-def scripted_failure(model: str, status: int, retry_after: float | None) -> Plan:
-    """The error a `ModelScript` fault sends."""
+def scripted_failure(
+    model: str,
+    status: int,
+    retry_after: float | None,
+    *,
+    message: str | None = None,
+    fields: Mapping[str, Any] | None = None,
+) -> Plan:
+    """The error a `ModelScript` fault sends (its own words and fields when scripted)."""
     words = _ERROR_WORDS.get(status) or http.HTTPStatus(status).phrase.lower()
-    message = f"scripted failure: {status} {words} for {model}"
-    return error_plan(status, message, retry_after=retry_after)
+    text = message if message is not None else f"scripted failure: {status} {words} for {model}"
+    plan = error_plan(status, text, retry_after=retry_after)
+    if fields:
+        error = {**(plan.error or {}), **fields}
+        plan = _error_body_plan(status, error, retry_after)
+    return plan
 
 
 def sse(data: JsonDict) -> bytes:

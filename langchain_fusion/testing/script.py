@@ -74,6 +74,10 @@ class ModelScript:
         status_code: Fail with this HTTP status and an OpenAI-style error body. With
             ``error_rate == 0`` every request fails unless ``fail_first`` limits it.
         retry_after: Seconds sent as a ``Retry-After`` header with errors.
+        error_message: The error's ``message`` in place of the scripted wording (an
+            upstream's own words, e.g. OpenRouter's "x is not a valid model ID").
+        error_fields: Fields added to the error object (e.g. OpenRouter's
+            ``availability``).
         fail_first: Only the first N requests of the model fail (with
             ``status_code`` or 500); later ones succeed.
         error_rate: Probability that a request fails with ``status_code or 500``,
@@ -108,6 +112,8 @@ class ModelScript:
     tokens_per_second: float | None = None
     status_code: int | None = None
     retry_after: float | None = None
+    error_message: str | None = None
+    error_fields: Mapping[str, Any] | None = None
     fail_first: int | None = None
     error_rate: float = 0.0
     seed: int = 0

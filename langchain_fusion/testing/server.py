@@ -185,10 +185,14 @@ class ScriptedOpenAIServer(BackgroundServer):
     async def _list_models(self, request: Request) -> Response:
         entry = self._record(request, "", _lower(request), {}, False, time.monotonic())
         with self._lock:
-            names = list(self._scripts)
-        data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": "scripted"} for name in names
-        ]
+            scripts = dict(self._scripts)
+        data = []
+        for name, script in scripts.items():
+            row: JsonDict = {"id": name, "object": "model", "created": 0, "owned_by": "scripted"}
+            if name.startswith("~") and script.response_model:
+                # As OpenRouter lists a `~author/family-latest` alias: with its target.
+                row["alias_target"] = {"slug": script.response_model, "name": script.response_model}
+            data.append(row)
         return self._playback(entry, json_plan(200, {"object": "list", "data": data}))
 
     async def _unknown_endpoint(self, request: Request) -> Response:

@@ -88,6 +88,8 @@ class ErrorEvent(Event):
     code: str | None
     message: str
     param: str | None
+    availability: dict[str, Any] | None = None
+    """The hosted `availability` object, on an error about the models' availability."""
 
 
 # --- the fusion call's progress -------------------------------------------------------------

@@ -13,7 +13,7 @@ from sse_starlette import ServerSentEvent
 from langchain_fusion.graph.prompts import FUSION_TOOL_NAME
 from langchain_fusion.server.errors import GatewayError
 from langchain_fusion.server.meter import Usage
-from langchain_fusion.server.wire.errors import error_type
+from langchain_fusion.server.wire.errors import error_type_of
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -30,16 +30,16 @@ ERROR_TYPES = {
 
 
 def error_body(failure: GatewayError) -> dict[str, Any]:
-    """`{"type": "error", "error": {"type", "message", "error_type"}, "request_id"}`."""
-    error = {
+    """`{"type": "error", "error": {"type", "message", "error_type", "availability"?},
+    "request_id"}`."""
+    error: dict[str, Any] = {
         "type": ERROR_TYPES.get(failure.status, "api_error"),
         "message": failure.message,
-        "error_type": error_type(failure.status),
+        "error_type": error_type_of(failure),
     }
-    body: dict[str, Any] = {"type": "error", "error": error, "request_id": None}
-    if failure.availability is not None:
-        body["metadata"] = {"availability": failure.availability}
-    return body
+    if failure.availability is not None:  # where the other routes carry it: on the error
+        error["availability"] = failure.availability
+    return {"type": "error", "error": error, "request_id": None}
 
 
 def stop_reason(message: BaseMessage | None, has_tool_use: bool) -> str:

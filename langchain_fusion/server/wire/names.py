@@ -2,14 +2,17 @@
 
 The hosted API names the concrete model (`openai/gpt-5.1`) in every body, chunk and event,
 never the alias that was asked for (`~openai/gpt-latest`), and keeps one name for a whole
-stream. A request learns each model's concrete name from the first upstream response that
-reports it (its first streamed token, or its end); the gateway keeps what it learned so
-that the next request can name the model before any upstream byte.
+stream. The gateway learns each name once, and keeps it for every later request: from the
+upstream's model list, whose `~author/family-latest` rows name their target
+(`alias_target.slug`, read before the request's first byte), else from the model's first
+streamed chunk (or its end, for a call that does not stream).
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from uuid import UUID
 
@@ -20,14 +23,21 @@ from langchain_fusion.chat_models import FUSION_ALIASES
 
 MAX_REMEMBERED = 4096
 """Names the gateway remembers (a bound: model names come from requests)."""
+LIST_TTL_S = 300.0
+"""Seconds the upstream's model list is trusted before it is read again (on a miss)."""
+
+ModelList = Callable[[], Awaitable[list[dict[str, Any]]]]
+"""Reads the upstream's `GET /models` rows (`{"id", "alias_target"?: {"slug"}}`)."""
 
 
 class ModelDirectory:
     """Configured name → concrete name, shared by every request of one gateway."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, list_ttl_s: float = LIST_TTL_S) -> None:
         self._names: dict[str, str] = {}
         self._lock = threading.Lock()
+        self.list_ttl_s = list_ttl_s
+        self._listed_at: float | None = None
 
     def get(self, configured: str) -> str | None:
         return self._names.get(configured)
@@ -39,6 +49,30 @@ class ModelDirectory:
             if len(self._names) >= MAX_REMEMBERED and configured not in self._names:
                 self._names.pop(next(iter(self._names)))
             self._names[configured] = concrete
+
+    async def look_up(self, configured: Iterable[str], read_list: ModelList) -> None:
+        """Learn the targets of the `~…-latest` aliases among `configured` that are not
+        known yet from the upstream's model list, read at most once per `list_ttl_s` (a
+        list that cannot be read teaches nothing: the names are then learned from the
+        models' first chunks)."""
+        missing = {n for n in configured if n.startswith("~") and self.get(n) is None}
+        if not missing:
+            return
+        with self._lock:  # one read per period; a request meanwhile does not wait for it
+            listed = self._listed_at
+            if listed is not None and time.monotonic() - listed < self.list_ttl_s:
+                return
+            self._listed_at = time.monotonic()
+        try:
+            rows = await read_list()
+        except Exception:  # the list is a shortcut: never a failure
+            return
+        for row in rows:
+            target = row.get("alias_target") if isinstance(row, dict) else None
+            if isinstance(target, dict) and isinstance(row.get("id"), str):
+                slug = target.get("slug")
+                if isinstance(slug, str):
+                    self.learn(row["id"], slug)
 
 
 class ConcreteNames(AsyncCallbackHandler):
@@ -88,8 +122,10 @@ class ConcreteNames(AsyncCallbackHandler):
         tags: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        info = chunk.generation_info if chunk is not None else None
-        self._learn(run_id, (info or {}).get("model_name"))
+        message = getattr(chunk, "message", None)
+        metadata = getattr(message, "response_metadata", None) or {}
+        info = (chunk.generation_info if chunk is not None else None) or {}
+        self._learn(run_id, metadata.get("model_name") or info.get("model_name"))
 
     async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         for generations in response.generations:
