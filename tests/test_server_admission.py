@@ -263,7 +263,8 @@ def test_hosted_fields_this_server_ignores_are_not_refused(
 
 
 def _schema_sets() -> dict[str, frozenset[str]]:
-    schemas = yaml.safe_load(SPEC.read_text())["components"]["schemas"]
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: seconds faster
+    schemas = yaml.load(SPEC.read_text(), Loader=loader)["components"]["schemas"]
 
     def resolve(node: Any) -> Any:
         while isinstance(node, dict) and "$ref" in node:

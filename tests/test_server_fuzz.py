@@ -21,7 +21,9 @@ from test_server_support import error_of, healthy, start
 from langchain_fusion.testing import ScriptedOpenAIServer
 
 SPEC = Path(__file__).parent / "openapi" / "openrouter.yaml"
-SCHEMAS: dict[str, Any] = yaml.safe_load(SPEC.read_text())["components"]["schemas"]
+# libyaml's loader where it is built in: the pure-Python one takes seconds on this file.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+SCHEMAS: dict[str, Any] = yaml.load(SPEC.read_text(), Loader=_LOADER)["components"]["schemas"]
 MODELS = [None, "openrouter/fusion", "openrouter/fusion-flash", "vendor/plain"]
 """The generated model (None), an alias, a plain model: every route inside the gateway."""
 INLINE_DEPTH = 2
