@@ -40,9 +40,7 @@ def create_local_fusion_graph(
     backend = server.backend() if timeout is None else server.backend(timeout=timeout)
     slugs = parameters.analysis_models or [server.model_name] * panel_size
     panel = [
-        backend.chat_model(slug, panel_index=index).model_copy(
-            update={"max_tokens": panel_tokens}
-        )
+        backend.chat_model(slug, panel_index=index).model_copy(update={"max_tokens": panel_tokens})
         for index, slug in enumerate(slugs)
     ]
     judge_slug = parameters.model or server.model_name
