@@ -76,11 +76,15 @@ def test_every_run_gets_its_own_clock_and_ledger(scripted_server: ScriptedOpenAI
     first = graph.invoke(QUESTION)["result"]
     assert first.failure_reason == "budget_exceeded"
     assert scripted_server.requests_for(JUDGE) == []
-    calls = len(scripted_server.requests_for(PANEL[0]))
+    calls = {model: len(scripted_server.requests_for(model)) for model in PANEL}
     second = graph.invoke(QUESTION)["result"]
     assert second.failure_reason == "budget_exceeded"
-    assert len(scripted_server.requests_for(PANEL[0])) == calls + 1
-    assert [r.model for r in second.responses] == PANEL  # its panel answered
+    # Every seat of the second run was called afresh. Which answers it kept depends on
+    # which seat finished first (the budget stops the run at the first one past it).
+    assert {m: len(scripted_server.requests_for(m)) for m in PANEL} == {
+        model: count + 1 for model, count in calls.items()
+    }
+    assert second.responses  # its panel answered
 
 
 def test_batch_and_abatch_run_each_input_on_its_own_context(
