@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -14,7 +15,7 @@ import openai
 import pytest
 from test_server_support import PANEL, QUESTION, healthy, settings, start
 
-from langchain_fusion.server import KeyRing
+from langchain_fusion.server import KeyRing, redaction
 from langchain_fusion.server import keys as server_keys
 from langchain_fusion.testing import HostileOpenAIServer, ModelScript
 
@@ -131,3 +132,29 @@ async def test_sdk_clients_sync_and_async_never_see_the_key(hostile: HostileOpen
     texts = [completion.model_dump_json(), *streamed, json.dumps(refused.value.body)]
     assert any("[redacted]" in text for text in texts)
     assert not [text for text in texts if UPSTREAM in text]
+
+
+def test_a_log_record_made_while_the_pattern_is_built_does_not_deadlock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A garbage collection inside the pattern's build can run a finaliser that logs (the
+    # OpenAI SDK's client closing its pool logs httpcore's debug lines): the log record
+    # factory then redacts on the same thread, inside the build.
+    secrets = redaction.Secrets()
+    secrets.add("a-self-hosted-token-0123")
+    build = redaction._forms
+    logged: list[str] = []
+
+    def forms_that_log(secret: str) -> set[str]:
+        logged.append(secrets.redact(f"closing a pool that held {secret}"))
+        return build(secret)
+
+    monkeypatch.setattr(redaction, "_forms", forms_that_log)
+    finished = threading.Event()
+    worker = threading.Thread(target=lambda: (secrets.pattern(), finished.set()), daemon=True)
+    worker.start()
+    worker.join(timeout=30)  # generous: a deadlock never finishes, a build takes microseconds
+    assert finished.is_set(), "Secrets.pattern() deadlocked on its own lock"
+    assert logged
+    assert all("0123" not in line for line in logged)
+    assert secrets.redact("token a-self-hosted-token-0123") == f"token {redaction.REDACTED}"

@@ -62,7 +62,11 @@ class Secrets:
     """The secrets known by value: fixed ones (configured) and those of requests in flight."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: building the pattern allocates, a garbage collection it sets off can
+        # run a finaliser that logs (an SDK client closing its pool), and the log record
+        # factory redacts on the same thread, asking for this lock again.
+        self._lock = threading.RLock()
+        self._building = threading.local()  # this thread is inside the pattern's build
         self._fixed: set[str] = set()
         self._in_flight: Counter[str] = Counter()
         self._pattern: re.Pattern[str] | None = None
@@ -94,14 +98,22 @@ class Secrets:
     def pattern(self) -> re.Pattern[str] | None:
         """One regex matching every form of every secret (longest first)."""
         with self._lock:
-            if self._pattern is None:
-                forms = {f for s in (*self._fixed, *self._in_flight) for f in _forms(s)}
-                if forms:
-                    ordered = sorted(forms, key=len, reverse=True)
-                    self._pattern = re.compile("|".join(map(re.escape, ordered)))
-                self._prefixes = frozenset(f[:k] for f in forms for k in range(1, len(f)))
-                self._longest = max(map(len, forms), default=0)
+            if self._pattern is None and not self.building():
+                self._building.active = True
+                try:
+                    forms = {f for s in (*self._fixed, *self._in_flight) for f in _forms(s)}
+                    if forms:
+                        ordered = sorted(forms, key=len, reverse=True)
+                        self._pattern = re.compile("|".join(map(re.escape, ordered)))
+                    self._prefixes = frozenset(f[:k] for f in forms for k in range(1, len(f)))
+                    self._longest = max(map(len, forms), default=0)
+                finally:
+                    self._building.active = False
             return self._pattern
+
+    def building(self) -> bool:
+        """Whether this thread is inside `pattern()`'s build (a log record made there)."""
+        return bool(getattr(self._building, "active", False))
 
     def split_stream(self, text: str) -> tuple[str, str]:
         """`text` (a stream's pending text) as (its redacted part no later piece can
@@ -136,6 +148,10 @@ class Secrets:
         pattern = self.pattern()
         if pattern is not None:
             text = pattern.sub(REDACTED, text)
+        if self.building():  # the pattern is being built: each secret as it is, by hand
+            with self._lock:
+                for value in sorted({*self._fixed, *self._in_flight}, key=len, reverse=True):
+                    text = text.replace(value, REDACTED)
         return KEY_LIKE.sub(REDACTED, text)
 
     def redact_bytes(self, data: bytes) -> bytes:
