@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import anthropic
 import pytest
+from messages_support import WEATHER, anthropic_client, async_anthropic_client
 from test_server_support import (
     CONCRETE,
     OUTER,
@@ -22,15 +23,6 @@ from test_server_support import (
 from langchain_fusion.testing import ModelScript
 
 PLUGIN = {"id": "fusion", "analysis_models": PANEL}
-WEATHER = {
-    "name": "get_weather",
-    "description": "Get the weather for a city.",
-    "input_schema": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +36,8 @@ def gateway(shared: Gateway) -> Gateway:
     return shared
 
 
-def _client(gateway: Gateway) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        base_url=gateway.url.removesuffix("/v1"), api_key="sk-client", max_retries=0
-    )
-
-
 def test_a_message_with_the_fusion_plugin(gateway: Gateway) -> None:
-    with _client(gateway) as client:
+    with anthropic_client(gateway) as client:
         message = client.messages.create(
             model=OUTER,
             max_tokens=400,
@@ -69,7 +55,7 @@ def test_a_message_with_the_fusion_plugin(gateway: Gateway) -> None:
 
 def test_a_streamed_message_has_anthropics_events(gateway: Gateway) -> None:
     with (
-        _client(gateway) as client,
+        anthropic_client(gateway) as client,
         client.messages.stream(
             model=OUTER,
             max_tokens=400,
@@ -90,7 +76,7 @@ def test_a_streamed_message_has_anthropics_events(gateway: Gateway) -> None:
 
 def test_the_callers_tool_comes_back_as_tool_use(gateway: Gateway) -> None:
     gateway.script(OUTER, healthy(response_model=CONCRETE, tool_calls="auto"))
-    with _client(gateway) as client:
+    with anthropic_client(gateway) as client:
         message = client.messages.create(
             model=OUTER,
             max_tokens=200,
@@ -104,7 +90,7 @@ def test_the_callers_tool_comes_back_as_tool_use(gateway: Gateway) -> None:
 
 
 def test_errors_are_in_anthropics_shape(gateway: Gateway) -> None:
-    with _client(gateway) as client:
+    with anthropic_client(gateway) as client:
         with pytest.raises(anthropic.BadRequestError) as refused:
             client.messages.create(
                 model=OUTER,
@@ -130,7 +116,7 @@ def test_errors_are_in_anthropics_shape(gateway: Gateway) -> None:
 
 def test_a_failed_stream_ends_with_anthropics_error_event(gateway: Gateway) -> None:
     gateway.script(OUTER, ModelScript(status_code=429))
-    with _client(gateway) as client:
+    with anthropic_client(gateway) as client:
         stream = client.messages.create(
             model=OUTER,
             max_tokens=10,
@@ -145,9 +131,7 @@ def test_a_failed_stream_ends_with_anthropics_error_event(gateway: Gateway) -> N
 
 
 async def test_the_async_client_streams_too(gateway: Gateway) -> None:
-    client = anthropic.AsyncAnthropic(
-        base_url=gateway.url.removesuffix("/v1"), api_key="sk-client", max_retries=0
-    )
+    client = async_anthropic_client(gateway)
     async with (
         client,
         client.messages.stream(

@@ -10,21 +10,13 @@ from typing import Any
 
 import anthropic
 import pytest
+from messages_support import WEATHER, anthropic_client, async_anthropic_client
 from test_server_support import PANEL, Gateway, healthy, running_gateway
 
 from langchain_fusion.testing import ModelScript
 
 PLAIN, PLAIN_CONCRETE = "vendor/plain-model", "vendor/plain-model-2025"
 PIXEL = base64.b64encode(b"\x89PNG\r\n\x1a\n-one-pixel").decode()
-WEATHER = {
-    "name": "get_weather",
-    "description": "Get the weather for a city.",
-    "input_schema": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +31,6 @@ def gateway(shared: Gateway) -> Gateway:
     return shared
 
 
-def _client(gateway: Gateway) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        base_url=gateway.url.removesuffix("/v1"), api_key="sk-client", max_retries=0
-    )
-
-
-def _async_client(gateway: Gateway) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(
-        base_url=gateway.url.removesuffix("/v1"), api_key="sk-client", max_retries=0
-    )
-
-
 def _only_call(gateway: Gateway) -> dict[str, Any]:
     assert gateway.models_called() == {PLAIN}  # no panel, no analyst: the model itself
     (call,) = gateway.requests(PLAIN)
@@ -58,7 +38,7 @@ def _only_call(gateway: Gateway) -> dict[str, Any]:
 
 
 def test_a_plain_message_is_the_models_own_answer(gateway: Gateway) -> None:
-    with _client(gateway) as client:
+    with anthropic_client(gateway) as client:
         message = client.messages.create(
             model=PLAIN,
             max_tokens=300,
@@ -80,7 +60,7 @@ def test_a_plain_message_is_the_models_own_answer(gateway: Gateway) -> None:
 
 def test_a_plain_stream_has_anthropics_events(gateway: Gateway) -> None:
     with (
-        _client(gateway) as client,
+        anthropic_client(gateway) as client,
         client.messages.stream(
             model=PLAIN, max_tokens=300, messages=[{"role": "user", "content": "Hello?"}]
         ) as stream,
@@ -97,7 +77,7 @@ def test_a_plain_stream_has_anthropics_events(gateway: Gateway) -> None:
 
 
 async def test_the_async_client_gets_a_plain_message_and_stream(gateway: Gateway) -> None:
-    client = _async_client(gateway)
+    client = async_anthropic_client(gateway)
     async with client:
         message = await client.messages.create(
             model=PLAIN, max_tokens=200, messages=[{"role": "user", "content": "One?"}]
@@ -114,7 +94,7 @@ async def test_the_async_client_gets_a_plain_message_and_stream(gateway: Gateway
 
 
 def test_images_reach_the_model_as_image_parts(gateway: Gateway) -> None:
-    with _client(gateway) as client:
+    with anthropic_client(gateway) as client:
         client.messages.create(
             model=PLAIN,
             max_tokens=100,
@@ -144,7 +124,7 @@ def test_images_reach_the_model_as_image_parts(gateway: Gateway) -> None:
 
 
 def test_thinking_is_the_hosted_reasoning_budget(gateway: Gateway) -> None:
-    with _client(gateway) as client:
+    with anthropic_client(gateway) as client:
         client.messages.create(
             model=PLAIN,
             max_tokens=4096,
@@ -170,7 +150,7 @@ def test_thinking_is_the_hosted_reasoning_budget(gateway: Gateway) -> None:
 def test_a_tool_call_comes_back_as_tool_use_and_its_result_goes_out(gateway: Gateway) -> None:
     gateway.script(PLAIN, healthy(response_model=PLAIN_CONCRETE, tool_calls="auto"))
     question = {"role": "user", "content": "What is the weather in 'Paris'?"}
-    with _client(gateway) as client:
+    with anthropic_client(gateway) as client:
         message = client.messages.create(
             model=PLAIN, max_tokens=200, tools=[WEATHER], messages=[question]
         )
@@ -198,7 +178,7 @@ def test_a_tool_call_comes_back_as_tool_use_and_its_result_goes_out(gateway: Gat
 
 def test_plain_errors_are_in_anthropics_shape_with_availability(gateway: Gateway) -> None:
     gateway.script(PLAIN, ModelScript(status_code=429, retry_after=3))
-    with _client(gateway) as client:
+    with anthropic_client(gateway) as client:
         with pytest.raises(anthropic.RateLimitError) as limited:
             client.messages.create(
                 model=PLAIN, max_tokens=10, messages=[{"role": "user", "content": "hi"}]
@@ -225,7 +205,7 @@ def test_plain_errors_are_in_anthropics_shape_with_availability(gateway: Gateway
 def test_what_cannot_be_relayed_is_a_400_naming_it(
     gateway: Gateway, extra: dict[str, Any], named: str
 ) -> None:
-    with _client(gateway) as client, pytest.raises(anthropic.BadRequestError) as refused:
+    with anthropic_client(gateway) as client, pytest.raises(anthropic.BadRequestError) as refused:
         client.messages.create(
             model=PLAIN,
             max_tokens=100,
@@ -241,7 +221,7 @@ def test_a_document_block_is_refused_by_name(gateway: Gateway) -> None:
         "type": "document",
         "source": {"type": "text", "media_type": "text/plain", "data": "x"},
     }
-    with _client(gateway) as client, pytest.raises(anthropic.BadRequestError) as refused:
+    with anthropic_client(gateway) as client, pytest.raises(anthropic.BadRequestError) as refused:
         client.messages.create(
             model=PLAIN,
             max_tokens=100,
@@ -252,7 +232,7 @@ def test_a_document_block_is_refused_by_name(gateway: Gateway) -> None:
 
 
 def test_fusion_still_answers_with_the_plugin(gateway: Gateway) -> None:
-    with _client(gateway) as client:
+    with anthropic_client(gateway) as client:
         client.messages.create(
             model=PLAIN,
             max_tokens=300,
