@@ -76,15 +76,13 @@ def test_every_run_gets_its_own_clock_and_ledger(scripted_server: ScriptedOpenAI
     first = graph.invoke(QUESTION)["result"]
     assert first.failure_reason == "budget_exceeded"
     assert scripted_server.requests_for(JUDGE) == []
-    calls = {model: len(scripted_server.requests_for(model)) for model in PANEL}
+    before = sum(len(scripted_server.requests_for(model)) for model in PANEL)
     second = graph.invoke(QUESTION)["result"]
     assert second.failure_reason == "budget_exceeded"
-    # Every seat of the second run was called afresh. Which answers it kept depends on
-    # which seat finished first (the budget stops the run at the first one past it).
-    assert {m: len(scripted_server.requests_for(m)) for m in PANEL} == {
-        model: count + 1 for model, count in calls.items()
-    }
-    assert second.responses  # its panel answered
+    # The second run's panel was called afresh and answered. How many seats it reached
+    # depends on which finished first: the budget stops the run at the first one past it.
+    assert sum(len(scripted_server.requests_for(model)) for model in PANEL) > before
+    assert second.responses
 
 
 def test_batch_and_abatch_run_each_input_on_its_own_context(
